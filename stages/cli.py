@@ -1,0 +1,85 @@
+"""The command-line boundary: logging, argument parsing and one-line errors.
+
+Every stage's ``main()`` goes through :func:`run`, which turns a
+:class:`~stages.errors.QuantpipeError` into ``error: <message>`` on stderr and exit status 1,
+with no traceback. Anything else is a bug and keeps its traceback.
+
+``quantpipe <stage> [options]`` runs a stage as ``python -m stages.<stage>`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from stages import __version__
+from stages.errors import QuantpipeError
+
+log = logging.getLogger("quantpipe")
+
+STAGES = ("fetch", "split", "train", "quantize", "evaluate")
+
+
+def parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """An argument parser with the options every command shares."""
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    p.add_argument("--version", action="version", version=f"quantpipe {__version__}")
+    return p
+
+
+def run(body: Callable[[argparse.Namespace], None], args: argparse.Namespace) -> int:
+    """Run a command body with logging set up; map library errors to one line.
+
+    Returns
+    -------
+    int
+        0 on success, 1 on a :class:`QuantpipeError`.
+    """
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.captureWarnings(True)
+    try:
+        body(args)
+    except QuantpipeError as exc:
+        print(f"error: {exc}", file=sys.stderr)  # noqa: T201 - the CLI boundary
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``quantpipe`` console command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(
+            "usage: quantpipe {" + ",".join(STAGES) + "} [options]\n\n"
+            "Run one pipeline stage (`dvc repro` runs them all, in order, when needed).\n"
+            "`quantpipe STAGE --help` describes a stage.",
+            file=sys.stdout if argv else sys.stderr,
+        )
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        print(f"quantpipe {__version__}")  # noqa: T201 - the CLI boundary
+        return 0
+    if argv[0] not in STAGES:
+        print(  # noqa: T201 - the CLI boundary
+            f"error: unknown command {argv[0]!r}; choose one of: {', '.join(STAGES)}",
+            file=sys.stderr,
+        )
+        return 2
+    module = importlib.import_module(f"stages.{argv[0]}")
+    return module.main(argv[1:], prog=f"quantpipe {argv[0]}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""Stage ``evaluate``: score ``fp64`` and every ``q{bits}`` on the same test split.
+
+Writes one JSON file per variant under ``metrics/eval/`` (accuracy against the targets;
+for quantized variants also fidelity to the float model's predictions; parameter and file
+bytes), ``metrics/compare.json`` (each quantized variant against ``fp64``, in the same run,
+since ``dvc metrics diff`` compares revisions rather than files) and ``metrics/compare.md``.
+
+DVC does not clean up after a width removed from ``quantize.bits``: its ``quantize@N`` entry
+stays in ``dvc.lock`` and its model file stays on disk. This stage removes both before it
+evaluates, so that what ``dvc metrics show`` and ``dvc.lock`` list is what ``params.yaml``
+asks for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stages import cli, paths
+from stages.dataset import load_dataset
+from stages.io import write_json, write_text
+from stages.metrics import accuracy, compare, fidelity, markdown_table
+from stages.modelfile import LinearModel, load_model
+from stages.params import load_params
+
+log = logging.getLogger("quantpipe.evaluate")
+
+QUANTIZE_STAGE = "quantize"
+_MODEL_FILE = re.compile(r"q(\d+)\.npz")
+
+
+def evaluate_model(
+    model: LinearModel,
+    X: np.ndarray,
+    y: np.ndarray,
+    reference: np.ndarray | None,
+    bits: int,
+    file_bytes: int,
+) -> dict[str, Any]:
+    """The report of one variant.
+
+    Parameters
+    ----------
+    model : LinearModel
+    X : ndarray of shape (n_samples, n_features)
+    y : ndarray of shape (n_samples,)
+    reference : ndarray of shape (n_samples,) or None
+        The float model's predictions on ``X``; None for the float model itself.
+    bits : int
+        64 for the float model.
+    file_bytes : int
+        Size of the model file on disk.
+
+    Returns
+    -------
+    dict
+        ``bits``, ``accuracy``, ``fidelity`` (if ``reference`` is given) and ``size``.
+    """
+    pred = model.predict(X)
+    report: dict[str, Any] = {"bits": bits, "accuracy": accuracy(y, pred)}
+    if reference is not None:
+        report["fidelity"] = fidelity(reference, pred)
+    report["size"] = {"param_bytes": model.param_bytes, "file_bytes": file_bytes}
+    return report
+
+
+def prune_stale_widths(bits: Sequence[int], quantized_dir: Path, lockfile: Path) -> list[str]:
+    """Remove the model files and ``dvc.lock`` entries of widths no longer asked for.
+
+    Parameters
+    ----------
+    bits : sequence of int
+        The widths in ``params.yaml``.
+    quantized_dir : Path
+        Where the quantize stages write ``q{bits}.npz``.
+    lockfile : Path
+        ``dvc.lock``; its ``quantize@N`` entries for other widths are removed, the rest of
+        the file is kept as it is.
+
+    Returns
+    -------
+    list of str
+        What was removed, for the log.
+    """
+    removed: list[str] = []
+    keep = set(bits)
+    if quantized_dir.is_dir():
+        for path in sorted(quantized_dir.iterdir()):
+            match = _MODEL_FILE.fullmatch(path.name)
+            if match and int(match.group(1)) not in keep:
+                path.unlink()
+                removed.append(str(path))
+    if lockfile.is_file():
+        from ruamel.yaml import YAML  # DVC's own YAML library; kept out of import time
+
+        yaml = YAML()
+        lock = yaml.load(lockfile.read_text(encoding="utf-8"))
+        stages = lock.get("stages", {}) if isinstance(lock, dict) else {}
+        stale = [
+            name
+            for name in stages
+            if name.startswith(f"{QUANTIZE_STAGE}@")
+            and name.partition("@")[2] not in {str(b) for b in keep}
+        ]
+        if stale:
+            for name in stale:
+                del stages[name]
+            text = io.StringIO()
+            yaml.dump(lock, text)
+            write_text(lockfile, text.getvalue())
+            removed.extend(f"{lockfile}:{name}" for name in stale)
+    return removed
+
+
+def _body(args: argparse.Namespace) -> None:
+    params = load_params(args.params)
+    for item in prune_stale_widths(params.quantize.bits, args.quantized_dir, args.lockfile):
+        log.info("removed %s: its width is no longer in quantize.bits", item)
+    test = load_dataset(args.test)
+    float_model = load_model(args.model)
+    reference = float_model.predict(test.X)
+    reports = {
+        paths.FLOAT_VARIANT: evaluate_model(
+            float_model, test.X, test.y, None, 64, args.model.stat().st_size
+        )
+    }
+    for bits in sorted(params.quantize.bits):
+        path = paths.quantized_model_path(bits, args.quantized_dir)
+        model = load_model(path)
+        reports[paths.variant_name(bits)] = evaluate_model(
+            model, test.X, test.y, reference, bits, path.stat().st_size
+        )
+    for name, report in reports.items():
+        write_json(args.eval_dir / f"{name}.json", report)
+        log.info(
+            "%-5s R² %.4f  MSE %.4f  RMS Δpred %s  %d param bytes",
+            name,
+            report["accuracy"]["r2"],
+            report["accuracy"]["mse"],
+            f"{report['fidelity']['rmse']:.2e}" if "fidelity" in report else "-",
+            report["size"]["param_bytes"],
+        )
+    write_json(args.compare_json, compare(reports))
+    write_text(args.compare_md, markdown_table(reports))
+    log.info("wrote %s, %s and %s", args.eval_dir, args.compare_json, args.compare_md)
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m stages.evaluate") -> int:
+    """Run the stage; returns the exit status."""
+    p = cli.parser(prog, __doc__.split("\n\n")[0])
+    p.add_argument("--params", type=Path, default=paths.PARAMS, help="params file")
+    p.add_argument("--test", type=Path, default=paths.TEST_DATA, help="test .npz")
+    p.add_argument("--model", type=Path, default=paths.FLOAT_MODEL, help="float model .npz")
+    p.add_argument(
+        "--quantized-dir", type=Path, default=paths.QUANTIZED_DIR, help="quantized models"
+    )
+    p.add_argument("--lockfile", type=Path, default=paths.LOCKFILE, help="DVC lock file")
+    p.add_argument("--eval-dir", type=Path, default=paths.EVAL_DIR, help="per-variant metrics")
+    p.add_argument("--compare-json", type=Path, default=paths.COMPARE_JSON, help="comparison")
+    p.add_argument("--compare-md", type=Path, default=paths.COMPARE_MD, help="markdown table")
+    return cli.run(_body, p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

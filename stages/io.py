@@ -1,0 +1,98 @@
+"""Atomic, deterministic file writers and a strict ``.npz`` reader.
+
+Outputs are written to a temporary file beside their target and renamed over it, so an
+interrupted stage leaves either the old file or none, never half a file. ``.npz`` archives are
+written with fixed zip timestamps so that the same arrays always give the same bytes: DVC
+records the hash of every output in ``dvc.lock``, and a fresh clone must rebuild it exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path that is renamed to ``path`` when the block succeeds.
+
+    The parent directory is created if needed. If the block raises, the temporary file is
+    removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.chmod(tmp_path, 0o644)
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def _write_with(path: str | Path, mode: str, write: Callable[[IO[Any]], None]) -> None:
+    with atomic_path(path) as tmp, open(tmp, mode) as fh:
+        write(fh)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write UTF-8 text atomically."""
+    _write_with(path, "w", lambda fh: fh.write(text))
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write ``data`` as indented JSON with a trailing newline, atomically."""
+    write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def save_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write arrays to an uncompressed ``.npz`` archive, atomically and byte-for-byte
+    reproducibly.
+
+    Parameters
+    ----------
+    path : str or Path
+        The archive to write.
+    arrays : mapping of str to ndarray
+        Member names and arrays. Object arrays are refused: the archive must load with
+        ``allow_pickle=False``.
+    """
+
+    def write(fh: IO[bytes]) -> None:
+        with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED) as zf:
+            for name, array in arrays.items():
+                info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
+                info.external_attr = 0o644 << 16
+                with zf.open(info, "w", force_zip64=True) as member:
+                    np.lib.format.write_array(
+                        member, np.ascontiguousarray(array), allow_pickle=False
+                    )
+
+    _write_with(path, "wb", write)
+
+
+def load_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """Read every member of an ``.npz`` archive without ever unpickling.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError, OSError, zipfile.BadZipFile, EOFError
+        If the file is not a readable ``.npz`` archive or holds object arrays; callers turn
+        these into a one-line :class:`~stages.errors.QuantpipeError`.
+    """
+    with np.load(path, allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files}

@@ -1,0 +1,149 @@
+"""Evaluation metrics: pure functions of prediction arrays.
+
+Accuracy (``r2``, ``mse``, ``mae``, ``max_error``) is measured against the true targets.
+Fidelity (``rmse``, ``p99_abs``, ``max_abs`` of the prediction difference) is measured
+against the float model's predictions on the same rows: it isolates what quantization did,
+which R² alone hides.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import max_error, mean_absolute_error, mean_squared_error, r2_score
+
+#: Significant digits kept in metrics files: far below the metrics' own noise, and stable
+#: across runs so that ``git diff`` of the metrics shows real changes only.
+SIGNIFICANT_DIGITS = 10
+
+
+def _round(value: float) -> float:
+    # "+ 0.0" turns -0.0 into 0.0, so that a zero difference is never shown as "-0.0".
+    return float(f"{value:.{SIGNIFICANT_DIGITS}g}") + 0.0
+
+
+def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """Regression accuracy.
+
+    Parameters
+    ----------
+    y_true, y_pred : ndarray of shape (n_samples,)
+
+    Returns
+    -------
+    dict
+        ``r2``, ``mse``, ``mae``, ``max_error``.
+    """
+    return {
+        "r2": _round(r2_score(y_true, y_pred)),
+        "mse": _round(mean_squared_error(y_true, y_pred)),
+        "mae": _round(mean_absolute_error(y_true, y_pred)),
+        "max_error": _round(max_error(y_true, y_pred)),
+    }
+
+
+def fidelity(reference: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """How far predictions are from a reference model's on the same rows.
+
+    Parameters
+    ----------
+    reference, y_pred : ndarray of shape (n_samples,)
+
+    Returns
+    -------
+    dict
+        ``rmse``, ``p99_abs`` and ``max_abs`` of ``y_pred - reference``.
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ or are empty.
+    """
+    reference = np.asarray(reference, dtype=np.float64)
+    y_pred = np.asarray(y_pred, dtype=np.float64)
+    if reference.shape != y_pred.shape or reference.ndim != 1 or reference.size == 0:
+        raise ValueError(
+            f"need two non-empty 1-D arrays of one shape, got {reference.shape} and {y_pred.shape}"
+        )
+    delta = np.abs(y_pred - reference)
+    return {
+        "rmse": _round(np.sqrt(np.mean(delta**2))),
+        "p99_abs": _round(np.percentile(delta, 99)),
+        "max_abs": _round(delta.max()),
+    }
+
+
+def compare(
+    reports: dict[str, dict[str, Any]], reference: str = "fp64"
+) -> dict[str, dict[str, Any]]:
+    """Each variant against the reference, for ``metrics/compare.json``.
+
+    Parameters
+    ----------
+    reports : dict
+        Variant name to its evaluation report (``accuracy``, ``size`` and, for quantized
+        variants, ``fidelity`` sections), the reference among them.
+    reference : str
+
+    Returns
+    -------
+    dict
+        For every variant but the reference: the change in ``r2`` and ``mse``, the fidelity
+        figures, the bytes and the size ratio to the reference.
+    """
+    ref = reports[reference]
+    out: dict[str, dict[str, Any]] = {}
+    for name, report in reports.items():
+        if name == reference:
+            continue
+        out[name] = {
+            "bits": report["bits"],
+            "r2_delta": _round(report["accuracy"]["r2"] - ref["accuracy"]["r2"]),
+            "mse_delta": _round(report["accuracy"]["mse"] - ref["accuracy"]["mse"]),
+            **{f"pred_{k}": v for k, v in report["fidelity"].items()},
+            "param_bytes": report["size"]["param_bytes"],
+            "param_bytes_ratio": _round(report["size"]["param_bytes"] / ref["size"]["param_bytes"]),
+        }
+    return out
+
+
+def markdown_table(reports: dict[str, dict[str, Any]], reference: str = "fp64") -> str:
+    """A markdown table of every variant against the reference, for the README.
+
+    Parameters
+    ----------
+    reports : dict
+        As for :func:`compare`, in the order the rows should appear.
+    reference : str
+
+    Returns
+    -------
+    str
+        The table, ending with a newline.
+    """
+    ref_r2 = reports[reference]["accuracy"]["r2"]
+    lines = [
+        "| variant | bits | R² | ΔR² | MSE | RMS Δpred | p99 \\|Δpred\\| | max \\|Δpred\\| "
+        "| param bytes | file bytes |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, report in reports.items():
+        acc, size = report["accuracy"], report["size"]
+        fid = report.get("fidelity")
+        cells = [
+            name,
+            str(report["bits"]),
+            f"{acc['r2']:.4f}",
+            "—" if name == reference else f"{acc['r2'] - ref_r2:+.4f}",
+            f"{acc['mse']:.4f}",
+            *(
+                ["—"] * 3
+                if fid is None
+                else [f"{fid[k]:.2e}" for k in ("rmse", "p99_abs", "max_abs")]
+            ),
+            str(size["param_bytes"]),
+            str(size["file_bytes"]),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,281 @@
+"""Model files: float and quantized linear models as ``.npz`` with a JSON header.
+
+A file holds plain arrays only, so it loads with ``allow_pickle=False`` and numpy alone:
+
+========== ================================ =========================================
+member     float model (``fp64``)           quantized model (``q{bits}``)
+========== ================================ =========================================
+header     UTF-8 JSON, uint8                UTF-8 JSON, uint8
+coef       (n,) float64                     --
+codes      --                               ceil(n * bits / 8) uint8, packed codes
+scale      --                               (n,) float32, per-feature step
+zero_point --                               (k,) uint8 or uint16, k = 1 or n
+intercept  (1,) float64                     (1,) float64
+========== ================================ =========================================
+
+The header names the format and its version, the variant, the features, everything needed
+to dequantize (bits, scheme, granularity, the steps and folded statistics) and the
+``params.yaml`` values the model was built with. Loading checks all of it.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stages.errors import ModelFileError
+from stages.io import load_npz, save_npz
+from stages.quantization import (
+    SCALE_DTYPE,
+    QuantizedLinear,
+    code_dtype,
+    dequantize_codes,
+    pack_codes,
+    predict,
+    unpack_codes,
+)
+
+FORMAT = "quantpipe-linear"
+FORMAT_VERSION = 1
+_FLOAT_MEMBERS = {"header", "coef", "intercept"}
+_QUANT_MEMBERS = {"header", "codes", "scale", "zero_point", "intercept"}
+
+
+@dataclass(frozen=True)
+class LinearModel:
+    """A loaded model, float or quantized, ready to predict.
+
+    Attributes
+    ----------
+    variant : str
+        ``fp64`` or ``q{bits}``.
+    weights : ndarray of shape (n_features,), float64
+        Coefficients (dequantized, for a quantized model).
+    intercept : float
+    header : dict
+        The file's JSON header.
+    param_bytes : int
+        Bytes of the stored parameters at their stored widths (packed codes, scales, zero
+        points, intercept), header excluded.
+    """
+
+    variant: str
+    weights: np.ndarray
+    intercept: float
+    header: dict[str, Any] = field(repr=False)
+    param_bytes: int
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predictions for ``X`` of shape (n_samples, n_features); returns shape (n_samples,)."""
+        return predict(X, self.weights, self.intercept)
+
+
+def _header_array(header: dict[str, Any]) -> np.ndarray:
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+
+
+def _base_header(variant: str, kind: str, feature_names: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "variant": variant,
+        "kind": kind,
+        "n_features": len(feature_names),
+        "feature_names": list(feature_names),
+    }
+
+
+def float_model_arrays(
+    coef: np.ndarray,
+    intercept: float,
+    feature_names: tuple[str, ...],
+    params: dict[str, Any],
+) -> dict[str, np.ndarray]:
+    """The members of a float model file.
+
+    Parameters
+    ----------
+    coef : ndarray of shape (n_features,)
+    intercept : float
+    feature_names : tuple of str, length n_features
+    params : dict
+        The ``params.yaml`` values used, recorded in the header.
+    """
+    header = _base_header("fp64", "float", feature_names)
+    header["params"] = params
+    return {
+        "header": _header_array(header),
+        "coef": np.asarray(coef, dtype="<f8"),
+        "intercept": np.array([intercept], dtype="<f8"),
+    }
+
+
+def quantized_model_arrays(
+    model: QuantizedLinear,
+    variant: str,
+    feature_names: tuple[str, ...],
+    scheme: dict[str, Any],
+    stats: tuple[np.ndarray, np.ndarray],
+    params: dict[str, Any],
+) -> dict[str, np.ndarray]:
+    """The members of a quantized model file.
+
+    Parameters
+    ----------
+    model : QuantizedLinear
+    variant : str
+        ``q{bits}``.
+    feature_names : tuple of str
+    scheme : dict
+        ``scheme``, ``granularity``, ``standardize``, ``bias_correction`` as used.
+    stats : (mean, std)
+        The training statistics folded into ``scale`` and ``intercept``, for the record.
+    params : dict
+        The ``params.yaml`` values used.
+    """
+    mean, std = stats
+    header = _base_header(variant, "quantized", feature_names)
+    header["quantization"] = {
+        "bits": model.bits,
+        **scheme,
+        "code_dtype": code_dtype(model.bits).name,
+        "packed": True,
+        "scale_dtype": SCALE_DTYPE.name,
+        "zero_points": int(model.zero_point.shape[0]),
+        "step": [float(s) for s in model.step],
+        "train_mean": [float(m) for m in mean],
+        "train_std": [float(s) for s in std],
+    }
+    header["params"] = params
+    return {
+        "header": _header_array(header),
+        "codes": pack_codes(model.codes, model.bits),
+        "scale": np.asarray(model.scale, dtype=SCALE_DTYPE),
+        "zero_point": np.asarray(model.zero_point, dtype=code_dtype(model.bits)),
+        "intercept": np.array([model.intercept], dtype="<f8"),
+    }
+
+
+def save_model(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write model members (from :func:`float_model_arrays` or
+    :func:`quantized_model_arrays`) atomically."""
+    save_npz(path, arrays)
+
+
+def param_bytes(arrays: dict[str, np.ndarray]) -> int:
+    """Bytes of the stored parameters: every member but the header, at its stored width."""
+    return sum(int(a.nbytes) for name, a in arrays.items() if name != "header")
+
+
+def _expect(cond: bool, path: Path, what: str) -> None:
+    if not cond:
+        raise ModelFileError(f"{path}: {what}; rebuild it with `dvc repro`")
+
+
+def _member(arrays: dict[str, np.ndarray], name: str, dtype: str, shape: tuple, path: Path):
+    array = arrays[name]
+    _expect(
+        array.dtype == np.dtype(dtype) and array.shape == shape,
+        path,
+        f"member '{name}' is {array.dtype}{list(array.shape)}, expected "
+        f"{np.dtype(dtype)}{list(shape)}",
+    )
+    return array
+
+
+def model_from_arrays(arrays: dict[str, np.ndarray], path: str | Path) -> LinearModel:
+    """Check and interpret the members of a model file.
+
+    Raises
+    ------
+    ModelFileError
+        If a member is missing, has the wrong dtype or shape, the header is not this
+        format or version, or a value is not finite.
+    """
+    path = Path(path)
+    _expect("header" in arrays, path, "no header: not a quantpipe model file")
+    raw = arrays["header"]
+    _expect(raw.dtype == np.uint8 and raw.ndim == 1, path, "header is not UTF-8 JSON bytes")
+    try:
+        header = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ModelFileError(
+            f"{path}: header is not valid JSON; rebuild it with `dvc repro`"
+        ) from None
+    _expect(isinstance(header, dict), path, "header is not a JSON object")
+    _expect(header.get("format") == FORMAT, path, f"format is not '{FORMAT}'")
+    version = header.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: format version {version!r} is unknown; this quantpipe reads version "
+            f"{FORMAT_VERSION}: rebuild the model with `dvc repro` or upgrade quantpipe"
+        )
+    n = header.get("n_features")
+    _expect(isinstance(n, int) and n > 0, path, "header has no valid n_features")
+    kind = header.get("kind")
+    if kind == "float":
+        _expect(set(arrays) == _FLOAT_MEMBERS, path, f"members are {sorted(arrays)}")
+        weights = _member(arrays, "coef", "<f8", (n,), path).astype(np.float64)
+    elif kind == "quantized":
+        _expect(set(arrays) == _QUANT_MEMBERS, path, f"members are {sorted(arrays)}")
+        q = header.get("quantization")
+        _expect(isinstance(q, dict), path, "header has no quantization section")
+        bits = q.get("bits")
+        _expect(isinstance(bits, int) and 2 <= bits <= 16, path, f"bits {bits!r} not in 2-16")
+        cdt = code_dtype(bits).str
+        codes = unpack_codes(_member(arrays, "codes", "u1", (-(-n * bits // 8),), path), bits, n)
+        scale = _member(arrays, "scale", SCALE_DTYPE.str, (n,), path)
+        k = arrays["zero_point"].shape[:1]
+        _expect(k in ((1,), (n,)), path, "zero_point must have 1 or n_features entries")
+        zero_point = _member(arrays, "zero_point", cdt, k, path)
+        _expect(int(zero_point.max()) < 2**bits, path, f"a zero point exceeds {bits} bits")
+        weights = dequantize_codes(codes, scale, zero_point)
+    else:
+        raise ModelFileError(f"{path}: unknown model kind {kind!r}; rebuild it with `dvc repro`")
+    intercept = _member(arrays, "intercept", "<f8", (1,), path)
+    _expect(
+        bool(np.all(np.isfinite(weights))) and bool(np.isfinite(intercept[0])),
+        path,
+        "parameters are not finite",
+    )
+    return LinearModel(
+        variant=str(header.get("variant")),
+        weights=weights,
+        intercept=float(intercept[0]),
+        header=header,
+        param_bytes=param_bytes(arrays),
+    )
+
+
+def load_model(path: str | Path) -> LinearModel:
+    """Load a model file with numpy alone, never unpickling.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    LinearModel
+
+    Raises
+    ------
+    ModelFileError
+        If the file is missing, corrupt, truncated or not a model file of a known version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: not found; run `dvc repro` to build it")
+    try:
+        arrays = load_npz(path)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ModelFileError(
+            f"{path}: corrupt or truncated ({exc}); rebuild it with `dvc repro`"
+        ) from None
+    return model_from_arrays(arrays, path)

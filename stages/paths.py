@@ -1,0 +1,30 @@
+"""Where each stage reads and writes, relative to the repository root.
+
+``dvc.yaml`` names the same paths as each stage's deps and outs; keep the two in step.
+"""
+
+from pathlib import Path
+
+PARAMS = Path("params.yaml")
+LOCKFILE = Path("dvc.lock")
+RAW_DATA = Path("data/raw/california_housing.npz")
+TRAIN_DATA = Path("data/split/train.npz")
+TEST_DATA = Path("data/split/test.npz")
+FLOAT_MODEL = Path("models/fp64.npz")
+ESTIMATOR = Path("models/fp64.joblib")
+QUANTIZED_DIR = Path("models/quantized")
+EVAL_DIR = Path("metrics/eval")
+COMPARE_JSON = Path("metrics/compare.json")
+COMPARE_MD = Path("metrics/compare.md")
+
+FLOAT_VARIANT = "fp64"
+
+
+def variant_name(bits: int) -> str:
+    """Name of the quantized variant of a width: ``q8`` for 8 bits."""
+    return f"q{bits}"
+
+
+def quantized_model_path(bits: int, directory: Path = QUANTIZED_DIR) -> Path:
+    """File of the quantized model of a width: ``models/quantized/q8.npz``."""
+    return directory / f"{variant_name(bits)}.npz"
