@@ -20,7 +20,7 @@ from stages.errors import QuantpipeError
 
 log = logging.getLogger("quantpipe")
 
-STAGES = ("fetch", "split", "train", "quantize", "evaluate")
+STAGES = ("params", "fetch", "split", "train", "quantize", "evaluate")
 
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:

@@ -16,6 +16,8 @@ import argparse
 import hashlib
 import logging
 import os
+import pickle
+import struct
 import sys
 import zlib
 from collections.abc import Sequence
@@ -84,11 +86,12 @@ def fetch_dataset(data_home: str | Path | None = None) -> Dataset:
         log.info("loading California Housing from scikit-learn's cache %s", cached)
     else:
         log.info("downloading California Housing (about 400 kB) into %s", home)
+    # scikit-learn's cache is a joblib pickle: a damaged one fails in the unpickler.
     try:
         X, y = fetch_california_housing(
             data_home=str(home), download_if_missing=True, return_X_y=True, n_retries=2, delay=1.0
         )
-    except (OSError, EOFError, ValueError, zlib.error) as exc:
+    except (OSError, EOFError, ValueError, zlib.error, pickle.UnpicklingError, struct.error) as exc:
         if cached.is_file():
             raise DataError(
                 f"{cached}: unreadable ({exc}); delete it so that it is downloaded again"

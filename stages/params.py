@@ -7,9 +7,12 @@ otherwise be skipped as "up to date" without a word.
 
 from __future__ import annotations
 
+import argparse
 import difflib
+import logging
 import math
-from collections.abc import Mapping
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,9 @@ import yaml
 
 from stages.errors import ParamsError
 
+log = logging.getLogger("quantpipe.params")
+
+PARAMS_FILE = Path("params.yaml")
 MIN_BITS = 2
 MAX_BITS = 16
 SCHEMES = ("symmetric", "asymmetric")
@@ -224,7 +230,7 @@ def validate_params(raw: Any) -> Params:
     )
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+def load_params(path: str | Path = PARAMS_FILE) -> Params:
     """Read and validate a params file.
 
     Parameters
@@ -255,3 +261,25 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ParamsError(f"{path}: not valid YAML{where}; fix the syntax") from None
     return validate_params(raw)
+
+
+def _body(args: argparse.Namespace) -> None:
+    params = load_params(args.params)
+    log.info("%s is valid: %s", args.params, params)
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m stages.params") -> int:
+    """Stage ``params``: validate the whole params file, write nothing.
+
+    ``dvc.yaml`` gives this stage every key of ``params.yaml``, so any edit to the file,
+    including a new misspelt key that no other stage lists, makes ``dvc repro`` run it.
+    """
+    from stages import cli  # the CLI layer imports this module; import it only when run
+
+    p = cli.parser(prog, "Validate params.yaml (every key, every value); writes nothing.")
+    p.add_argument("--params", type=Path, default=PARAMS_FILE, help="params file")
+    return cli.run(_body, p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

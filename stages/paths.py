@@ -5,7 +5,10 @@
 
 from pathlib import Path
 
-PARAMS = Path("params.yaml")
+from stages.params import PARAMS_FILE
+
+PARAMS = PARAMS_FILE
+
 LOCKFILE = Path("dvc.lock")
 RAW_DATA = Path("data/raw/california_housing.npz")
 TRAIN_DATA = Path("data/split/train.npz")

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from stages import cli, paths
 from stages.dataset import load_dataset
-from stages.errors import DataError
+from stages.errors import DataError, ParamsError
 from stages.modelfile import load_model, param_bytes, quantized_model_arrays, save_model
-from stages.params import load_params, validate_bits
+from stages.params import MAX_BITS, MIN_BITS, load_params
 from stages.quantization import feature_stats, quantize_linear
 
 log = logging.getLogger("quantpipe.quantize")
@@ -27,7 +27,11 @@ log = logging.getLogger("quantpipe.quantize")
 
 def _body(args: argparse.Namespace) -> None:
     params = load_params(args.params)
-    (bits,) = validate_bits([args.bits], where="--bits")
+    bits = args.bits
+    if not MIN_BITS <= bits <= MAX_BITS:
+        raise ParamsError(
+            f"--bits {bits} is not allowed; use an integer from {MIN_BITS} to {MAX_BITS}"
+        )
     qp = params.quantize
     model = load_model(args.model)
     train = load_dataset(args.train)

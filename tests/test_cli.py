@@ -1,0 +1,153 @@
+"""The command-line boundary: --help everywhere, one-line errors, nothing written on failure."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages import cli
+from stages.evaluate import prune_stale_widths
+from tests.conftest import REPO_ROOT
+
+
+def run(args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def files_in(directory: Path) -> set[str]:
+    return {str(p.relative_to(directory)) for p in directory.rglob("*")}
+
+
+def run_main(stage, argv, capsys):
+    """Run a stage's main() in-process; returns (status, stderr)."""
+    status = importlib.import_module(f"stages.{stage}").main(argv)
+    return status, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stage", cli.STAGES)
+def test_every_stage_has_help(stage, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        importlib.import_module(f"stages.{stage}").main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: python -m stages.{stage}")
+    assert "--params" in out
+
+
+def test_a_stage_as_a_process_exits_1_with_one_line_and_no_traceback(tmp_path):
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params["quantize"]["bits"] = [8, 1]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = run(["-m", "stages.quantize", "--bits", "8"], tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == (
+        "error: params.yaml: quantize.bits[1] = 1 is not allowed; use a non-empty list of "
+        "distinct integers from 2 to 16, e.g. [8, 16]\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_quantpipe_command_dispatches_to_stages(capsys):
+    assert cli.main(["--help"]) == 0
+    assert (
+        "usage: quantpipe {params,fetch,split,train,quantize,evaluate}" in capsys.readouterr().out
+    )
+    assert cli.main(["bogus"]) == 2
+    assert "error: unknown command 'bogus'; choose one of: fetch" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["quantize", "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: quantpipe quantize" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("stage", cli.STAGES)
+def test_misspelt_key_stops_every_stage_with_one_line(stage, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params["quantize"]["bitz"] = [4]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    before = files_in(tmp_path)
+    extra = ["--bits", "8"] if stage == "quantize" else []
+    status, err = run_main(stage, extra, capsys)
+    assert status == 1
+    assert err == "error: params.yaml: unknown key 'quantize.bitz'; did you mean 'bits'?\n"
+    assert files_in(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    ("stage", "message"),
+    [
+        ("split", "error: data/raw/california_housing.npz: not found; run `dvc repro`"),
+        ("train", "error: data/split/train.npz: not found; run `dvc repro`"),
+        ("quantize", "error: models/fp64.npz: not found; run `dvc repro`"),
+        ("evaluate", "error: data/split/test.npz: not found; run `dvc repro`"),
+    ],
+)
+def test_missing_inputs_give_one_line(stage, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text((REPO_ROOT / "params.yaml").read_text())
+    extra = ["--bits", "8"] if stage == "quantize" else []
+    status, err = run_main(stage, extra, capsys)
+    assert status == 1
+    assert err.startswith(message)
+    assert err.count("\n") == 1
+
+
+def test_bits_flag_out_of_range(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text((REPO_ROOT / "params.yaml").read_text())
+    status, err = run_main("quantize", ["--bits", "1"], capsys)
+    assert status == 1
+    assert err == "error: --bits 1 is not allowed; use an integer from 2 to 16\n"
+
+
+LOCK = """\
+schema: '2.0'
+stages:
+  train:
+    cmd: python -m stages.train
+  quantize@4:
+    cmd: python -m stages.quantize --bits 4
+  quantize@8:
+    cmd: python -m stages.quantize --bits 8
+  quantize@16:
+    cmd: python -m stages.quantize --bits 16
+"""
+
+
+def test_prune_stale_widths_removes_files_and_lock_entries(tmp_path):
+    models = tmp_path / "quantized"
+    models.mkdir()
+    for name in ("q4.npz", "q8.npz", "q16.npz", "notes.txt"):
+        (models / name).write_text("x")
+    lock = tmp_path / "dvc.lock"
+    lock.write_text(LOCK)
+    removed = prune_stale_widths([8], models, lock)
+    assert sorted(p.name for p in models.iterdir()) == ["notes.txt", "q8.npz"]
+    assert yaml.safe_load(lock.read_text())["stages"].keys() == {"train", "quantize@8"}
+    assert removed == [
+        str(models / "q16.npz"),
+        str(models / "q4.npz"),
+        f"{lock}:quantize@4",
+        f"{lock}:quantize@16",
+    ]
+    # the rest of the lock file is kept as DVC wrote it
+    assert lock.read_text() == LOCK.replace(
+        "  quantize@4:\n    cmd: python -m stages.quantize --bits 4\n", ""
+    ).replace("  quantize@16:\n    cmd: python -m stages.quantize --bits 16\n", "")
+
+
+def test_prune_stale_widths_with_nothing_to_do(tmp_path):
+    lock = tmp_path / "dvc.lock"
+    lock.write_text(LOCK)
+    assert prune_stale_widths([4, 8, 16], tmp_path / "missing", lock) == []
+    assert lock.read_text() == LOCK

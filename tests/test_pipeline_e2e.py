@@ -1,0 +1,141 @@
+"""End to end: `dvc repro` in a fresh copy of the repository, on the real data.
+
+The copy is a new git repository holding exactly the files git would hand a user on clone,
+committed, so `git status` after `dvc repro` shows whether the committed `dvc.lock` and
+metrics are what the committed code produces.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def _git(*args, cwd):
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def _copy_repository(dest: Path) -> None:
+    listed = _git("ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=REPO_ROOT)
+    for name in filter(None, listed.split("\0")):
+        source = REPO_ROOT / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    _git("init", "-q", "-b", "main", cwd=dest)
+    _git("add", "-A", cwd=dest)
+    _git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy", cwd=dest)
+
+
+class Repo:
+    def __init__(self, path: Path, data_home: Path):
+        self.path = path
+        bindir = str(Path(sys.executable).parent)
+        self.env = {
+            **os.environ,
+            "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
+            "SCIKIT_LEARN_DATA": str(data_home),
+            "DVC_NO_ANALYTICS": "1",
+            "PYTHONPATH": str(path),
+        }
+
+    def dvc(self, *args, check=True):
+        result = subprocess.run(
+            [sys.executable, "-m", "dvc", *args],
+            cwd=self.path,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if check and result.returncode != 0:
+            pytest.fail(f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def metrics(self, variant: str) -> dict:
+        return json.loads((self.path / "metrics" / "eval" / f"{variant}.json").read_text())
+
+    def set_params(self, edit) -> None:
+        path = self.path / "params.yaml"
+        params = yaml.safe_load(path.read_text())
+        edit(params)
+        path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, sklearn_data_home):
+    path = tmp_path_factory.mktemp("quantpipe")
+    _copy_repository(path)
+    repo = Repo(path, sklearn_data_home)
+    repo.dvc("repro")
+    return repo
+
+
+def test_reference_figures(repo):
+    fp64 = repo.metrics("fp64")["accuracy"]
+    assert round(fp64["r2"], 4) == 0.5758
+    assert round(fp64["mse"], 4) == 0.5559
+    q16, q8 = repo.metrics("q16"), repo.metrics("q8")
+    assert q16["fidelity"]["rmse"] <= 1e-3
+    assert q8["fidelity"]["rmse"] <= 0.01
+    assert abs(q8["accuracy"]["r2"] - fp64["r2"]) <= 0.002
+    compare = json.loads((repo.path / "metrics" / "compare.json").read_text())
+    assert set(compare) == {"q8", "q16"}
+
+
+def test_committed_lock_and_metrics_are_what_the_code_builds(repo):
+    assert _git("status", "--porcelain", cwd=repo.path) == ""
+    assert "Data and pipelines are up to date." in repo.dvc("status").stdout
+
+
+def test_metrics_show_lists_every_variant(repo):
+    shown = json.loads(repo.dvc("metrics", "show", "--json").stdout)
+    files = shown[""]["data"]
+    assert {Path(f).name for f in files} == {"fp64.json", "q8.json", "q16.json", "compare.json"}
+
+
+def test_changing_widths_leaves_nothing_stale_and_bad_params_stop_the_run(repo):
+    """Runs after the tests above, on the same copy: widths [4, 8], then a misspelt key."""
+    repo.set_params(lambda p: p["quantize"].update(bits=[4, 8]))
+    repo.dvc("repro")
+    assert sorted(p.name for p in (repo.path / "metrics" / "eval").iterdir()) == [
+        "fp64.json",
+        "q4.json",
+        "q8.json",
+    ]
+    assert sorted(p.name for p in (repo.path / "models" / "quantized").iterdir()) == [
+        "q4.npz",
+        "q8.npz",
+    ]
+    lock = yaml.safe_load((repo.path / "dvc.lock").read_text())
+    assert {s for s in lock["stages"] if s.startswith("quantize@")} == {"quantize@4", "quantize@8"}
+    shown = json.loads(repo.dvc("metrics", "show", "--json").stdout)[""]["data"]
+    assert "metrics/eval/q16.json" not in shown
+    assert "q16" not in json.loads((repo.path / "metrics" / "compare.json").read_text())
+    assert "Data and pipelines are up to date." in repo.dvc("status").stdout
+    assert repo.metrics("q8") == json.loads(
+        (REPO_ROOT / "metrics" / "eval" / "q8.json").read_text()
+    )
+
+    repo.set_params(lambda p: p["quantize"].update(bitz=[4]))
+    before = (repo.path / "dvc.lock").read_text()
+    failed = repo.dvc("repro", check=False)
+    assert failed.returncode != 0
+    assert "error: params.yaml: unknown key 'quantize.bitz'; did you mean 'bits'?" in (
+        failed.stdout + failed.stderr
+    )
+    assert "Traceback" not in failed.stdout + failed.stderr
+    assert (repo.path / "dvc.lock").read_text() == before

@@ -1,0 +1,276 @@
+"""Known-answer and property tests for the quantization math."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numpy.testing import assert_allclose, assert_array_equal
+
+from stages.quantization import (
+    code_dtype,
+    dequantize,
+    dequantize_codes,
+    feature_stats,
+    pack_codes,
+    predict,
+    quantize,
+    quantize_linear,
+    unpack_codes,
+)
+
+BITS = st.integers(min_value=2, max_value=16)
+MAGNITUDES = st.one_of(
+    st.just(0.0),
+    st.floats(min_value=1e-6, max_value=1e6),
+    st.floats(min_value=-1e6, max_value=-1e-6),
+)
+VECTORS = st.lists(MAGNITUDES, min_size=1, max_size=40).map(np.array)
+
+
+# -- known answers on hand-sized arrays ------------------------------------------------------
+
+
+def test_symmetric_known_answer():
+    t = quantize(np.array([1.0, -0.5, 0.25, 0.0]), bits=3, symmetric=True)
+    # qmax = 3, scale = 1/3; rint(-1.5) = -2 (half to even); zero point 4.
+    assert_array_equal(t.codes, [7, 2, 5, 4])
+    assert_allclose(t.scale, [1 / 3])
+    assert_array_equal(t.zero_point, [4])
+    assert_allclose(dequantize(t), [1.0, -2 / 3, 1 / 3, 0.0])
+
+
+def test_asymmetric_known_answer_all_positive():
+    t = quantize(np.array([0.5, 1.0, 2.0]), bits=2, symmetric=False)
+    # range [0, 2] over 3 steps: scale 2/3, zero point 0.
+    assert_array_equal(t.codes, [1, 2, 3])
+    assert_array_equal(t.zero_point, [0])
+    assert_allclose(dequantize(t), [2 / 3, 4 / 3, 2.0])
+
+
+def test_asymmetric_known_answer_mixed_signs():
+    t = quantize(np.array([-1.0, 0.0, 3.0]), bits=2, symmetric=False)
+    # range [-1, 3]: scale 4/3, zero point rint(0.75) = 1.
+    assert_array_equal(t.codes, [0, 1, 3])
+    assert_array_equal(t.zero_point, [1])
+    assert_allclose(dequantize(t), [-4 / 3, 0.0, 8 / 3])
+
+
+def test_per_channel_gives_each_element_its_scale():
+    t = quantize(np.array([1.0, -0.01, 100.0]), bits=8, symmetric=True, per_channel=True)
+    assert t.scale.shape == (3,)
+    assert_allclose(t.scale, [1 / 127, 0.01 / 127, 100 / 127])
+    assert_allclose(dequantize(t), [1.0, -0.01, 100.0], rtol=1e-12)
+
+
+def test_pack_codes_known_answer():
+    # 1 -> 10, 2 -> 01, 3 -> 11 (LSB first): bits 1,0,0,1,1,1 = 1 + 8 + 16 + 32.
+    assert_array_equal(pack_codes(np.array([1, 2, 3]), bits=2), [57])
+    assert_array_equal(unpack_codes(np.array([57], dtype=np.uint8), bits=2, n=3), [1, 2, 3])
+
+
+def test_pack_codes_is_the_byte_image_for_8_and_16_bits():
+    codes8 = np.array([0, 1, 255, 128], dtype=np.uint8)
+    assert_array_equal(pack_codes(codes8, 8), codes8)
+    codes16 = np.array([0, 1, 65535, 258], dtype="<u2")
+    assert pack_codes(codes16, 16).tobytes() == codes16.tobytes()
+
+
+def test_quantize_linear_known_answer():
+    coef, intercept = np.array([2.0, -1.0]), 0.5
+    mean, std = np.array([1.0, 10.0]), np.array([0.5, 2.0])
+    q = quantize_linear(coef, intercept, mean, std, bits=2)
+    # standardized v = [1, -2]; qmax 1, step 2; rint(0.5) = 0 -> v_hat = [0, -2].
+    assert_array_equal(q.codes, [2, 1])
+    assert_array_equal(q.zero_point, [2])
+    assert_allclose(q.scale, [4.0, 1.0])  # step / std
+    assert_allclose(q.weights(), [0.0, -1.0])
+    # bias correction: 0.5 + (coef - w_hat) @ mean = 0.5 + 2.
+    assert q.intercept == pytest.approx(2.5)
+    at_mean = predict(mean[None, :], q.weights(), q.intercept)[0]
+    assert at_mean == pytest.approx(coef @ mean + intercept)
+
+
+def test_quantize_linear_without_bias_correction_keeps_intercept():
+    q = quantize_linear(
+        np.array([2.0, -1.0]),
+        0.5,
+        np.array([1.0, 10.0]),
+        np.array([0.5, 2.0]),
+        bits=2,
+        bias_correction=False,
+    )
+    assert q.intercept == 0.5
+
+
+def test_standardization_beats_raw_coefficients_on_badly_scaled_features():
+    rng = np.random.default_rng(0)
+    # one feature in thousands, one in thousandths: a shared raw scale drowns the second.
+    X = rng.normal([0.0, 0.0], [1000.0, 0.001], size=(500, 2))
+    coef = np.array([0.001, 1000.0])
+    mean, std = feature_stats(X)
+    ref = predict(X, coef, 0.0)
+    errors = {}
+    for standardize in (True, False):
+        q = quantize_linear(coef, 0.0, mean, std, bits=8, standardize=standardize)
+        errors[standardize] = np.sqrt(np.mean((predict(X, q.weights(), q.intercept) - ref) ** 2))
+    assert errors[True] < errors[False] / 10
+
+
+def test_feature_stats_constant_feature_gets_unit_std():
+    mean, std = feature_stats(np.array([[1.0, 5.0], [3.0, 5.0]]))
+    assert_allclose(mean, [2.0, 5.0])
+    assert_allclose(std, [1.0, 1.0])
+
+
+def test_code_dtype():
+    assert code_dtype(2) == np.uint8
+    assert code_dtype(8) == np.uint8
+    assert code_dtype(9) == np.uint16
+    assert code_dtype(16) == np.uint16
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bits", [0, 1, 17, 32])
+def test_quantize_rejects_widths_outside_2_to_16(bits):
+    with pytest.raises(ValueError, match=r"bits must be from 2 to 16, got"):
+        quantize(np.array([1.0]), bits)
+
+
+def test_quantize_rejects_non_integer_bits():
+    with pytest.raises(TypeError, match="bits must be an integer, got float"):
+        quantize(np.array([1.0]), 8.0)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_quantize_rejects_non_finite_values(bad):
+    with pytest.raises(ValueError, match=r"values must be finite \(no NaN or inf\)"):
+        quantize(np.array([1.0, bad]), 8)
+
+
+def test_quantize_rejects_2d_input():
+    with pytest.raises(ValueError, match=r"values must be 1-D, got shape \(2, 2\)"):
+        quantize(np.ones((2, 2)), 8)
+
+
+def test_pack_rejects_codes_too_wide():
+    with pytest.raises(ValueError, match="a code does not fit in 2 bits: 4"):
+        pack_codes(np.array([4]), 2)
+
+
+def test_unpack_rejects_wrong_length():
+    with pytest.raises(ValueError, match=r"expected 1 packed bytes for 3 codes of 2 bits"):
+        unpack_codes(np.zeros(2, dtype=np.uint8), 2, 3)
+
+
+def test_dequantize_codes_rejects_mismatched_groups():
+    with pytest.raises(ValueError, match=r"expected 1 or 3 group values, got shape \(2,\)"):
+        dequantize_codes(np.zeros(3, np.uint8), np.ones(2), np.zeros(1))
+
+
+def test_quantize_linear_rejects_shape_mismatch():
+    with pytest.raises(ValueError, match="coef, mean and std must have the same shape"):
+        quantize_linear(np.ones(2), 0.0, np.zeros(3), np.ones(3), bits=8)
+
+
+def test_quantize_linear_rejects_zero_std():
+    with pytest.raises(ValueError, match="std must be > 0 for every feature"):
+        quantize_linear(np.ones(2), 0.0, np.zeros(2), np.array([1.0, 0.0]), bits=8)
+
+
+def test_quantize_linear_rejects_non_finite_intercept():
+    with pytest.raises(ValueError, match="intercept must be finite"):
+        quantize_linear(np.ones(2), np.nan, np.zeros(2), np.ones(2), bits=8)
+
+
+# -- properties ------------------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=VECTORS, bits=BITS, symmetric=st.booleans(), per_channel=st.booleans())
+def test_round_trip_error_is_at_most_half_a_step(values, bits, symmetric, per_channel):
+    t = quantize(values, bits, symmetric=symmetric, per_channel=per_channel)
+    step = np.broadcast_to(t.scale, values.shape)
+    error = np.abs(dequantize(t) - values)
+    assert np.all(error <= step / 2 * (1 + 1e-9) + 1e-12 * np.abs(values))
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=VECTORS, bits=BITS, symmetric=st.booleans(), per_channel=st.booleans())
+def test_zero_is_exact_and_codes_fit(values, bits, symmetric, per_channel):
+    values = np.append(values, 0.0)
+    t = quantize(values, bits, symmetric=symmetric, per_channel=per_channel)
+    assert dequantize(t)[-1] == 0.0
+    assert t.codes.dtype == code_dtype(bits)
+    assert int(t.codes.max()) <= 2**bits - 1
+    if symmetric:  # restricted range: the code 0 is never used
+        assert int(t.codes.min()) >= 1
+        assert np.all(t.zero_point == 2 ** (bits - 1))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    value=MAGNITUDES,
+    n=st.integers(1, 20),
+    bits=BITS,
+    symmetric=st.booleans(),
+    per_channel=st.booleans(),
+)
+def test_constant_and_single_value_arrays_round_trip(value, n, bits, symmetric, per_channel):
+    values = np.full(n, value)
+    t = quantize(values, bits, symmetric=symmetric, per_channel=per_channel)
+    assert_allclose(dequantize(t), values, rtol=1e-12, atol=0)
+    assert np.all(np.isfinite(t.scale))
+    assert np.all(t.scale > 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(codes=st.lists(st.integers(0, 2**16 - 1), min_size=0, max_size=50), bits=BITS)
+def test_pack_unpack_round_trip(codes, bits):
+    codes = np.array(codes, dtype=np.int64) % (2**bits)
+    packed = pack_codes(codes, bits)
+    assert packed.shape == (-(-len(codes) * bits // 8),)
+    assert_array_equal(unpack_codes(packed, bits, len(codes)), codes)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_features=st.integers(1, 10),
+    bits=BITS,
+    symmetric=st.booleans(),
+    per_channel=st.booleans(),
+    standardize=st.booleans(),
+)
+def test_bias_correction_keeps_the_prediction_at_the_training_mean(
+    seed, n_features, bits, symmetric, per_channel, standardize
+):
+    rng = np.random.default_rng(seed)
+    coef = rng.normal(size=n_features)
+    mean = rng.normal(scale=50.0, size=n_features)
+    std = rng.uniform(0.01, 100.0, size=n_features)
+    q = quantize_linear(
+        coef,
+        1.5,
+        mean,
+        std,
+        bits=bits,
+        symmetric=symmetric,
+        per_channel=per_channel,
+        standardize=standardize,
+    )
+    exact = coef @ mean + 1.5
+    got = predict(mean[None, :], q.weights(), q.intercept)[0]
+    assert got == pytest.approx(exact, rel=1e-9, abs=1e-9 * np.abs(coef * mean).sum())
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), bits=st.integers(2, 15))
+def test_more_bits_never_loosen_the_step(seed, bits):
+    values = np.random.default_rng(seed).normal(size=8)
+    narrow = quantize(values, bits)
+    wide = quantize(values, bits + 1)
+    assert wide.scale[0] < narrow.scale[0]
