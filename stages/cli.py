@@ -52,7 +52,7 @@ def run(body: Callable[[argparse.Namespace], None], args: argparse.Namespace) ->
     try:
         body(args)
     except QuantpipeError as exc:
-        print(f"error: {exc}", file=sys.stderr)  # noqa: T201 - the CLI boundary
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
 
@@ -69,10 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 0 if argv else 2
     if argv[0] == "--version":
-        print(f"quantpipe {__version__}")  # noqa: T201 - the CLI boundary
+        print(f"quantpipe {__version__}")
         return 0
     if argv[0] not in STAGES:
-        print(  # noqa: T201 - the CLI boundary
+        print(
             f"error: unknown command {argv[0]!r}; choose one of: {', '.join(STAGES)}",
             file=sys.stderr,
         )

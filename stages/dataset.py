@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,14 +106,7 @@ def load_dataset(path: str | Path, n_rows: int | None = None) -> Dataset:
         which stage rebuilds it.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: not found; run `dvc repro` to build it")
-    try:
-        arrays = load_npz(path)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(
-            f"{path}: unreadable ({exc}); delete it and run `dvc repro` to rebuild it"
-        ) from None
+    arrays = load_npz(path, DataError)
     missing = {"X", "y", "feature_names"} - arrays.keys()
     if missing:
         raise DataError(

@@ -19,6 +19,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from stages.errors import QuantpipeError
+
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
@@ -83,16 +85,33 @@ def save_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
     _write_with(path, "wb", write)
 
 
-def load_npz(path: str | Path) -> dict[str, np.ndarray]:
+def load_npz(path: str | Path, error: type[QuantpipeError]) -> dict[str, np.ndarray]:
     """Read every member of an ``.npz`` archive without ever unpickling.
+
+    Parameters
+    ----------
+    path : str or Path
+    error : subclass of QuantpipeError
+        What to raise, so that a data file and a model file fail in their own terms.
+
+    Returns
+    -------
+    dict of str to ndarray
 
     Raises
     ------
-    FileNotFoundError
-        If ``path`` does not exist.
-    ValueError, OSError, zipfile.BadZipFile, EOFError
-        If the file is not a readable ``.npz`` archive or holds object arrays; callers turn
-        these into a one-line :class:`~stages.errors.QuantpipeError`.
+    error
+        If ``path`` does not exist, or is not a readable ``.npz`` archive (corrupt,
+        truncated, or holding object arrays), with a one-line message that says how to
+        rebuild it.
     """
-    with np.load(path, allow_pickle=False) as archive:
-        return {name: archive[name] for name in archive.files}
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: not found; run `dvc repro` to build it")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise error(
+            f"{path}: corrupt or truncated ({exc}); delete it and run `dvc repro` to rebuild it"
+        ) from None

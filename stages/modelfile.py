@@ -21,7 +21,6 @@ to dequantize (bits, scheme, granularity, the steps and folded statistics) and t
 from __future__ import annotations
 
 import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -269,13 +268,4 @@ def load_model(path: str | Path) -> LinearModel:
     ModelFileError
         If the file is missing, corrupt, truncated or not a model file of a known version.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: not found; run `dvc repro` to build it")
-    try:
-        arrays = load_npz(path)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise ModelFileError(
-            f"{path}: corrupt or truncated ({exc}); rebuild it with `dvc repro`"
-        ) from None
-    return model_from_arrays(arrays, path)
+    return model_from_arrays(load_npz(path, ModelFileError), path)

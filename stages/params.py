@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from stages import cli
 from stages.errors import ParamsError
 
 log = logging.getLogger("quantpipe.params")
@@ -274,8 +275,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m stages.params
     ``dvc.yaml`` gives this stage every key of ``params.yaml``, so any edit to the file,
     including a new misspelt key that no other stage lists, makes ``dvc repro`` run it.
     """
-    from stages import cli  # the CLI layer imports this module; import it only when run
-
     p = cli.parser(prog, "Validate params.yaml (every key, every value); writes nothing.")
     p.add_argument("--params", type=Path, default=PARAMS_FILE, help="params file")
     return cli.run(_body, p.parse_args(argv))

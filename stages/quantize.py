@@ -17,7 +17,7 @@ from pathlib import Path
 
 from stages import cli, paths
 from stages.dataset import load_dataset
-from stages.errors import DataError, ParamsError
+from stages.errors import DataError, ModelFileError, ParamsError
 from stages.modelfile import load_model, param_bytes, quantized_model_arrays, save_model
 from stages.params import MAX_BITS, MIN_BITS, load_params
 from stages.quantization import feature_stats, quantize_linear
@@ -34,6 +34,11 @@ def _body(args: argparse.Namespace) -> None:
         )
     qp = params.quantize
     model = load_model(args.model)
+    if model.header["kind"] != "float":
+        raise ModelFileError(
+            f"{args.model} is a {model.header['kind']} model; quantize the float model "
+            "(models/fp64.npz)"
+        )
     train = load_dataset(args.train)
     if model.weights.shape[0] != train.X.shape[1]:
         raise DataError(

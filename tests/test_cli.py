@@ -8,11 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from stages import cli
 from stages.evaluate import prune_stale_widths
+from stages.modelfile import quantized_model_arrays, save_model
+from stages.quantization import quantize_linear
 from tests.conftest import REPO_ROOT
 
 
@@ -62,7 +65,10 @@ def test_quantpipe_command_dispatches_to_stages(capsys):
         "usage: quantpipe {params,fetch,split,train,quantize,evaluate}" in capsys.readouterr().out
     )
     assert cli.main(["bogus"]) == 2
-    assert "error: unknown command 'bogus'; choose one of: fetch" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "error: unknown command 'bogus'; choose one of: params, fetch, split, train, quantize, "
+        "evaluate\n"
+    )
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["quantize", "--help"])
     assert exit_info.value.code == 0
@@ -100,6 +106,19 @@ def test_missing_inputs_give_one_line(stage, message, tmp_path, monkeypatch, cap
     assert status == 1
     assert err.startswith(message)
     assert err.count("\n") == 1
+
+
+def test_quantize_refuses_a_quantized_model_as_input(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text((REPO_ROOT / "params.yaml").read_text())
+    q = quantize_linear(np.ones(8), 0.0, np.zeros(8), np.ones(8), bits=8)
+    names = tuple(f"f{i}" for i in range(8))
+    save_model("q8.npz", quantized_model_arrays(q, "q8", names, {}, (np.zeros(8), np.ones(8)), {}))
+    status, err = run_main("quantize", ["--bits", "4", "--model", "q8.npz"], capsys)
+    assert status == 1
+    assert err == (
+        "error: q8.npz is a quantized model; quantize the float model (models/fp64.npz)\n"
+    )
 
 
 def test_bits_flag_out_of_range(tmp_path, monkeypatch, capsys):

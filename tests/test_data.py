@@ -68,7 +68,9 @@ def test_missing_data_file(tmp_path):
 def test_corrupt_data_file(tmp_path):
     path = tmp_path / "train.npz"
     path.write_bytes(b"PK\x03\x04garbage")
-    with pytest.raises(DataError, match=r"train.npz: unreadable \(.*\); delete it and run"):
+    with pytest.raises(
+        DataError, match=r"train.npz: corrupt or truncated \(.*\); delete it and run `dvc repro`"
+    ):
         load_dataset(path)
 
 

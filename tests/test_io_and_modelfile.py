@@ -64,7 +64,7 @@ def test_save_npz_is_byte_for_byte_reproducible(tmp_path):
     save_npz(tmp_path / "1.npz", arrays)
     save_npz(tmp_path / "2.npz", arrays)
     assert (tmp_path / "1.npz").read_bytes() == (tmp_path / "2.npz").read_bytes()
-    loaded = load_npz(tmp_path / "1.npz")
+    loaded = load_npz(tmp_path / "1.npz", ModelFileError)
     assert_array_equal(loaded["x"], arrays["x"])
     assert list(loaded["n"]) == ["a", "bc"]
 
@@ -123,7 +123,9 @@ def test_truncated_model_file(tmp_path):
     path = tmp_path / "q.npz"
     save_model(path, arrays)
     path.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(ModelFileError, match=r"q.npz: corrupt or truncated \(.*\); rebuild it"):
+    with pytest.raises(
+        ModelFileError, match=r"q.npz: corrupt or truncated \(.*\); delete it and run `dvc repro`"
+    ):
         load_model(path)
 
 
