@@ -21,12 +21,11 @@ import yaml
 
 from stages import cli
 from stages.errors import ParamsError
+from stages.quantization import MAX_BITS, MIN_BITS
 
 log = logging.getLogger("quantpipe.params")
 
 PARAMS_FILE = Path("params.yaml")
-MIN_BITS = 2
-MAX_BITS = 16
 SCHEMES = ("symmetric", "asymmetric")
 GRANULARITIES = ("per-tensor", "per-channel")
 

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stages.params import MAX_BITS, MIN_BITS
-
+#: Narrowest and widest code widths supported.
+MIN_BITS = 2
+MAX_BITS = 16
 #: dtype of the per-feature scales stored in a quantized model file.
 SCALE_DTYPE = np.dtype("<f4")
 
@@ -359,7 +360,13 @@ def quantize_linear(
 
 
 def predict(X: np.ndarray, weights: np.ndarray, intercept: float) -> np.ndarray:
-    """Predictions of a linear model.
+    """Predictions of a linear model, the same bits for a row whatever batch it is in.
+
+    BLAS matrix-vector products (``X @ w``) accumulate a row differently depending on the
+    batch size and the row's position in it, so one row sent alone can differ in its last
+    bits from the same row in a batch. ``einsum`` accumulates each row the same way
+    whatever surrounds it, so the evaluate stage, the batch command and the server agree
+    bit for bit.
 
     Parameters
     ----------
@@ -371,4 +378,5 @@ def predict(X: np.ndarray, weights: np.ndarray, intercept: float) -> np.ndarray:
     -------
     ndarray of shape (n_samples,), float64
     """
-    return np.asarray(X, dtype=np.float64) @ np.asarray(weights, dtype=np.float64) + intercept
+    X = np.asarray(X, dtype=np.float64)
+    return np.einsum("ij,j->i", X, np.asarray(weights, dtype=np.float64)) + intercept

@@ -19,8 +19,8 @@ from stages import cli, paths
 from stages.dataset import load_dataset
 from stages.errors import DataError, ModelFileError, ParamsError
 from stages.modelfile import load_model, param_bytes, quantized_model_arrays, save_model
-from stages.params import MAX_BITS, MIN_BITS, load_params
-from stages.quantization import feature_stats, quantize_linear
+from stages.params import load_params
+from stages.quantization import MAX_BITS, MIN_BITS, feature_stats, quantize_linear
 
 log = logging.getLogger("quantpipe.quantize")
 

@@ -274,3 +274,21 @@ def test_more_bits_never_loosen_the_step(seed, bits):
     narrow = quantize(values, bits)
     wide = quantize(values, bits + 1)
     assert wide.scale[0] < narrow.scale[0]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_rows=st.integers(1, 300),
+    n_features=st.integers(1, 12),
+    cut=st.integers(0, 300),
+)
+def test_a_rows_prediction_does_not_depend_on_its_batch(seed, n_rows, n_features, cut):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(scale=rng.uniform(0.1, 1000, n_features), size=(n_rows, n_features))
+    w = rng.normal(size=n_features)
+    whole = predict(X, w, 0.7)
+    cut = min(cut, n_rows)
+    assert_array_equal(np.concatenate([predict(X[:cut], w, 0.7), predict(X[cut:], w, 0.7)]), whole)
+    row = rng.integers(n_rows)
+    assert predict(X[row : row + 1], w, 0.7)[0] == whole[row]
