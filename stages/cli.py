@@ -4,7 +4,8 @@ Every stage's ``main()`` goes through :func:`run`, which turns a
 :class:`~stages.errors.QuantpipeError` into ``error: <message>`` on stderr and exit status 1,
 with no traceback. Anything else is a bug and keeps its traceback.
 
-``quantpipe <stage> [options]`` runs a stage as ``python -m stages.<stage>`` does.
+``quantpipe <command> [options]`` runs ``python -m stages.<command>``: a pipeline stage,
+``predict`` or ``serve``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from stages.errors import QuantpipeError
 log = logging.getLogger("quantpipe")
 
 STAGES = ("params", "fetch", "split", "train", "quantize", "evaluate")
+COMMANDS = (*STAGES, "predict", "serve")
 
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -62,18 +64,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(
-            "usage: quantpipe {" + ",".join(STAGES) + "} [options]\n\n"
-            "Run one pipeline stage (`dvc repro` runs them all, in order, when needed).\n"
-            "`quantpipe STAGE --help` describes a stage.",
+            "usage: quantpipe {" + ",".join(COMMANDS) + "} [options]\n\n"
+            "Run one pipeline stage (`dvc repro` runs them all, in order, when needed),\n"
+            "predict a batch of rows, or serve the models over HTTP.\n"
+            "`quantpipe COMMAND --help` describes a command.",
             file=sys.stdout if argv else sys.stderr,
         )
         return 0 if argv else 2
     if argv[0] == "--version":
         print(f"quantpipe {__version__}")
         return 0
-    if argv[0] not in STAGES:
+    if argv[0] not in COMMANDS:
         print(
-            f"error: unknown command {argv[0]!r}; choose one of: {', '.join(STAGES)}",
+            f"error: unknown command {argv[0]!r}; choose one of: {', '.join(COMMANDS)}",
             file=sys.stderr,
         )
         return 2

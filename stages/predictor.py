@@ -1,0 +1,138 @@
+"""Inference on the pipeline's model files with numpy alone: no scikit-learn, no pickle.
+
+:class:`ModelRegistry` loads every model ``dvc repro`` built (``models/fp64.npz`` and
+``models/quantized/q*.npz``) through :func:`stages.modelfile.load_model`, which checks each
+file's format, version and header. :func:`check_features` validates a batch of rows. The
+arithmetic is :func:`stages.quantization.predict`, the one the evaluate stage uses, so the
+predictions are the same bits.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from stages.errors import ModelFileError, QuantpipeError
+from stages.modelfile import LinearModel, load_model
+
+_QUANTIZED = re.compile(r"q(\d+)\.npz")
+
+
+class UnknownModelError(QuantpipeError):
+    """A model name that the registry does not hold."""
+
+
+class InputError(QuantpipeError):
+    """Rows to predict that are not what the model takes."""
+
+
+def check_features(X: np.ndarray, n_features: int) -> np.ndarray:
+    """Validate a batch of rows.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Real numbers.
+    n_features : int
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_features), float64
+
+    Raises
+    ------
+    InputError
+        If the shape is wrong or a value is not finite, naming the first bad row (0-based).
+    """
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[1] != n_features:
+        raise InputError(f"expected rows of {n_features} values, got shape {list(X.shape)}")
+    if X.dtype.kind not in "fiu" or X.dtype == np.bool_:
+        raise InputError(f"expected real numbers, got {X.dtype}")
+    X = X.astype(np.float64, copy=False)
+    finite = np.isfinite(X)
+    if not finite.all():
+        row, col = (int(i) for i in np.argwhere(~finite)[0])
+        raise InputError(f"row {row}, column {col}: {X[row, col]} is not a finite number")
+    return X
+
+
+@dataclass(frozen=True)
+class ModelRegistry:
+    """The models a server or batch command can use, by variant name.
+
+    Attributes
+    ----------
+    models : mapping of str to LinearModel
+        ``fp64`` first, then the quantized variants by width.
+    """
+
+    models: Mapping[str, LinearModel]
+
+    @classmethod
+    def from_directory(cls, directory: str | Path = "models") -> ModelRegistry:
+        """Load ``fp64.npz`` and ``quantized/q*.npz`` from a models directory.
+
+        Raises
+        ------
+        ModelFileError
+            If a file is corrupt, its header names another variant, the models disagree on
+            the features, or there is no model at all.
+        """
+        directory = Path(directory)
+        paths = []
+        if (directory / "fp64.npz").is_file():
+            paths.append(directory / "fp64.npz")
+        quantized = directory / "quantized"
+        if quantized.is_dir():
+            found = [(m, p) for p in quantized.iterdir() if (m := _QUANTIZED.fullmatch(p.name))]
+            paths.extend(p for m, p in sorted(found, key=lambda mp: int(mp[0].group(1))))
+        if not paths:
+            raise ModelFileError(
+                f"{directory}: no model files (fp64.npz, quantized/q*.npz); run `dvc repro`"
+            )
+        models = {}
+        for path in paths:
+            model = load_model(path)
+            if model.variant != path.stem:
+                raise ModelFileError(
+                    f"{path}: header says variant {model.variant!r}, file name says "
+                    f"{path.stem!r}; rebuild it with `dvc repro`"
+                )
+            models[model.variant] = model
+        features = {tuple(m.header["feature_names"]) for m in models.values()}
+        if len(features) != 1:
+            raise ModelFileError(
+                f"{directory}: the models disagree on the features; run `dvc repro`"
+            )
+        return cls(models)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.models)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.models
+
+    def get(self, name: str) -> LinearModel:
+        """The model of a variant name.
+
+        Raises
+        ------
+        UnknownModelError
+            Naming the models that are available.
+        """
+        try:
+            return self.models[name]
+        except KeyError:
+            raise UnknownModelError(
+                f"unknown model {name!r}; available: {', '.join(self.models)}"
+            ) from None
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """The features every model takes, in order."""
+        return tuple(next(iter(self.models.values())).header["feature_names"])

@@ -1,0 +1,457 @@
+"""``quantpipe serve``: the models over the Open Inference Protocol (KServe V2), REST.
+
+Endpoints: ``GET /v2/health/live``, ``/v2/health/ready``, ``/v2``,
+``/v2/models/{name}[/versions/{v}]``, ``/v2/models/{name}[/versions/{v}]/ready``,
+``POST /v2/models/{name}[/versions/{v}]/infer``, and Prometheus metrics at ``/metrics``.
+
+Infer takes one input tensor of shape ``[n, n_features]``, ``FP64`` or ``FP32``, with its
+values as JSON ``data`` (flat or nested) or, with the binary tensor data extension, as raw
+little-endian bytes after a JSON header whose length is given by the
+``Inference-Header-Content-Length`` request header. It answers with one ``FP64`` output of
+shape ``[n]``, as JSON ``data`` or, when asked (``binary_data_output`` or an output's
+``binary_data``), as raw bytes after the JSON header. Every bad request gets a 4xx with the
+protocol's ``{"error": "..."}`` body.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from stages import __version__, cli
+from stages.predictor import ModelRegistry
+
+log = logging.getLogger("quantpipe.serve")
+
+SERVER_NAME = "quantpipe"
+MODEL_VERSION = "1"
+PLATFORM = "quantpipe-linear"
+INPUT_NAME = "input-0"
+OUTPUT_NAME = "predictions"
+HEADER_LENGTH = "inference-header-content-length"
+DTYPES = {"FP64": np.dtype("<f8"), "FP32": np.dtype("<f4")}
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+EXTENSIONS = ["binary_tensor_data"]
+
+
+class RequestError(Exception):
+    """A request the server refuses, with the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def _error(status: int, message: str) -> Response:
+    return _json({"error": message}, status)
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    """A parsed, validated infer request.
+
+    Attributes
+    ----------
+    id : str or None
+    X : ndarray of shape (n, n_features), float64
+    binary_output : bool
+        Whether the predictions go back as raw bytes.
+    """
+
+    id: str | None
+    X: np.ndarray
+    binary_output: bool
+
+
+def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    if header_length is None:
+        return body, b""
+    if not header_length.isdigit() or int(header_length) > len(body):
+        raise RequestError(
+            400,
+            f"Inference-Header-Content-Length {header_length!r} must be a whole number no "
+            f"larger than the body ({len(body)} bytes)",
+        )
+    n = int(header_length)
+    return body[:n], body[n:]
+
+
+def _has_bool(data: list) -> bool:
+    flat = itertools.chain.from_iterable(x if isinstance(x, list) else [x] for x in data)
+    return bool in map(type, flat)
+
+
+def _tensor_from_json(data: Any, json_part: bytes, where: str) -> np.ndarray:
+    if not isinstance(data, list):
+        raise RequestError(400, f"{where}: 'data' must be a list of numbers")
+    try:
+        array = np.array(data)
+    except ValueError:  # ragged nesting
+        raise RequestError(400, f"{where}: 'data' is ragged: rows of different lengths") from None
+    if array.dtype.kind not in "fiu" or array.dtype == np.bool_:
+        raise RequestError(400, f"{where}: 'data' must hold numbers only")
+    # JSON true/false become 1/0 among numbers; rule them out, scanning only if the bytes occur
+    if (b"true" in json_part or b"false" in json_part) and _has_bool(data):
+        raise RequestError(400, f"{where}: 'data' must hold numbers only, not true/false")
+    return array
+
+
+def parse_infer_request(body: bytes, header_length: str | None, n_features: int) -> InferRequest:
+    """Parse and validate an infer request body.
+
+    Parameters
+    ----------
+    body : bytes
+        The whole request body.
+    header_length : str or None
+        The ``Inference-Header-Content-Length`` header, if sent.
+    n_features : int
+
+    Returns
+    -------
+    InferRequest
+
+    Raises
+    ------
+    RequestError
+        400, naming the problem: malformed JSON, a missing or malformed field, a datatype
+        other than FP64/FP32, a shape other than ``[n, n_features]``, values that are not
+        numbers or not finite, binary data of the wrong size, an unknown output.
+    """
+    json_part, tail = _split_body(body, header_length)
+    try:
+        request = orjson.loads(json_part)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(400, f"malformed JSON: {exc}") from None
+    if not isinstance(request, dict):
+        raise RequestError(400, "the request must be a JSON object with 'inputs'")
+    request_id = request.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise RequestError(400, "'id' must be a string")
+    params = request.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise RequestError(400, "'parameters' must be an object")
+    inputs = request.get("inputs")
+    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
+        raise RequestError(400, f"'inputs' must be a list of one tensor, {INPUT_NAME!r}")
+    tensor = inputs[0]
+    where = f"input {tensor.get('name', INPUT_NAME)!r}"
+    datatype = tensor.get("datatype")
+    if not isinstance(datatype, str) or datatype not in DTYPES:
+        raise RequestError(
+            400, f"{where}: datatype {datatype!r} is not supported; use FP64 or FP32"
+        )
+    shape = tensor.get("shape")
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 2
+        or not all(type(d) is int for d in shape)
+        or shape[0] < 1
+        or shape[1] != n_features
+    ):
+        raise RequestError(
+            400, f"{where}: shape {shape!r} is not allowed; use [n, {n_features}] with n >= 1"
+        )
+    n = shape[0]
+    dtype = DTYPES[datatype]
+    tparams = tensor.get("parameters") or {}
+    if not isinstance(tparams, dict):
+        raise RequestError(400, f"{where}: 'parameters' must be an object")
+    size = tparams.get("binary_data_size")
+    if size is not None:
+        expected = n * n_features * dtype.itemsize
+        if type(size) is not int or size != expected or len(tail) != size:
+            raise RequestError(
+                400,
+                f"{where}: binary_data_size {size!r} with {len(tail)} bytes after the JSON "
+                f"header; shape {shape} of {datatype} needs exactly {expected}",
+            )
+        X = np.frombuffer(tail, dtype=dtype).reshape(n, n_features)
+    else:
+        if tail:
+            raise RequestError(400, f"{where}: bytes after the JSON header but no binary_data_size")
+        if "data" not in tensor:
+            raise RequestError(400, f"{where}: no 'data' and no binary_data_size")
+        array = _tensor_from_json(tensor["data"], json_part, where)
+        if array.size != n * n_features or array.shape not in ((n * n_features,), (n, n_features)):
+            raise RequestError(
+                400,
+                f"{where}: 'data' has shape {list(array.shape)}, which does not match shape "
+                f"{shape}",
+            )
+        with np.errstate(over="ignore"):  # FP32 overflow becomes inf, refused just below
+            X = array.astype(dtype).reshape(n, n_features)
+    X = X.astype(np.float64)
+    if not np.isfinite(X).all():
+        row, col = (int(i) for i in np.argwhere(~np.isfinite(X))[0])
+        raise RequestError(400, f"{where}: row {row}, column {col} is not a finite number")
+    binary = params.get("binary_data_output", False)
+    if type(binary) is not bool:
+        raise RequestError(400, "'parameters.binary_data_output' must be true or false")
+    outputs = request.get("outputs")
+    if outputs is not None:
+        if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
+            raise RequestError(400, "'outputs' must be a list of objects with a 'name'")
+        for output in outputs:
+            if output.get("name") != OUTPUT_NAME:
+                raise RequestError(
+                    400, f"unknown output {output.get('name')!r}; this model has {OUTPUT_NAME!r}"
+                )
+            oparams = output.get("parameters") or {}
+            if (
+                not isinstance(oparams, dict)
+                or type(oparams.get("binary_data", binary)) is not bool
+            ):
+                raise RequestError(
+                    400, "an output's 'parameters.binary_data' must be true or false"
+                )
+            binary = oparams.get("binary_data", binary)
+    return InferRequest(id=request_id, X=X, binary_output=binary)
+
+
+def infer_response(
+    model_name: str, request: InferRequest, predictions: np.ndarray
+) -> tuple[bytes, dict[str, str]]:
+    """The response body and headers for predictions of shape (n,)."""
+    output: dict[str, Any] = {"name": OUTPUT_NAME, "shape": [len(predictions)], "datatype": "FP64"}
+    payload = {
+        "model_name": model_name,
+        "model_version": MODEL_VERSION,
+        "id": request.id if request.id is not None else str(uuid.uuid4()),
+        "outputs": [output],
+    }
+    if not request.binary_output:
+        output["data"] = predictions
+        return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), {
+            "content-type": "application/json"
+        }
+    raw = predictions.astype("<f8").tobytes()
+    output["parameters"] = {"binary_data_size": len(raw)}
+    header = orjson.dumps(payload)
+    return header + raw, {
+        "content-type": "application/octet-stream",
+        "inference-header-content-length": str(len(header)),
+    }
+
+
+class Metrics:
+    """Prometheus metrics of one app, in a registry of their own."""
+
+    def __init__(self, model_names: Sequence[str]):
+        self.registry = CollectorRegistry()
+        self.models = set(model_names)
+        self.requests = Counter(
+            "quantpipe_requests",
+            "Model requests by model, endpoint and HTTP status.",
+            ["model", "endpoint", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "quantpipe_infer_latency_seconds",
+            "Time to answer an infer request, from its body being read to its response.",
+            ["model"],
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
+            registry=self.registry,
+        )
+        self.rows = Counter(
+            "quantpipe_inferred_rows",
+            "Rows predicted, by model.",
+            ["model"],
+            registry=self.registry,
+        )
+
+    def count(self, model: str, endpoint: str, status: int) -> None:
+        # unknown names share one label value, so requests cannot grow the label set
+        label = model if model in self.models else "_unknown"
+        self.requests.labels(label, endpoint, str(status)).inc()
+
+
+def create_app(registry: ModelRegistry, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Starlette:
+    """The ASGI application serving every model of ``registry``.
+
+    Parameters
+    ----------
+    registry : ModelRegistry
+    max_body_bytes : int
+        Larger infer bodies get 413.
+    """
+    metrics = Metrics(list(registry))
+    n_features = len(registry.feature_names)
+
+    def resolve(request: Request, endpoint: str) -> str:
+        name = request.path_params["name"]
+        version = request.path_params.get("version")
+        if name not in registry:
+            metrics.count(name, endpoint, 404)
+            raise RequestError(404, f"unknown model {name!r}; available: {', '.join(registry)}")
+        if version is not None and version != MODEL_VERSION:
+            metrics.count(name, endpoint, 404)
+            raise RequestError(
+                404, f"model {name!r} has no version {version!r}; available: {MODEL_VERSION}"
+            )
+        return name
+
+    async def live(request: Request) -> Response:
+        return _json({"live": True})
+
+    async def ready(request: Request) -> Response:
+        return _json({"ready": True})
+
+    async def server_metadata(request: Request) -> Response:
+        return _json({"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS})
+
+    async def model_metadata(request: Request) -> Response:
+        name = resolve(request, "metadata")
+        model = registry.get(name)
+        metrics.count(name, "metadata", 200)
+        return _json(
+            {
+                "name": name,
+                "versions": [MODEL_VERSION],
+                "platform": PLATFORM,
+                "inputs": [{"name": INPUT_NAME, "datatype": "FP64", "shape": [-1, n_features]}],
+                "outputs": [{"name": OUTPUT_NAME, "datatype": "FP64", "shape": [-1]}],
+                "parameters": {
+                    "feature_names": list(registry.feature_names),
+                    "kind": model.header["kind"],
+                    "bits": model.header.get("quantization", {}).get("bits", 64),
+                    "param_bytes": model.param_bytes,
+                },
+            }
+        )
+
+    async def model_ready(request: Request) -> Response:
+        name = resolve(request, "ready")
+        metrics.count(name, "ready", 200)
+        return _json({"name": name, "ready": True})
+
+    async def read_body(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
+            raise RequestError(413, f"request body over the {max_body_bytes}-byte limit")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body_bytes:
+                raise RequestError(413, f"request body over the {max_body_bytes}-byte limit")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def infer(request: Request) -> Response:
+        name = resolve(request, "infer")
+        try:
+            body = await read_body(request)
+            start = time.perf_counter()
+            parsed = parse_infer_request(body, request.headers.get(HEADER_LENGTH), n_features)
+        except RequestError as exc:
+            metrics.count(name, "infer", exc.status)
+            raise
+        predictions = registry.get(name).predict(parsed.X)
+        content, headers = infer_response(name, parsed, predictions)
+        metrics.latency.labels(name).observe(time.perf_counter() - start)
+        metrics.rows.labels(name).inc(len(predictions))
+        metrics.count(name, "infer", 200)
+        return Response(content, headers=headers)
+
+    async def prometheus(request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def request_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestError)
+        return _error(exc.status, exc.message)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return _error(exc.status_code, f"{exc.detail}: {request.method} {request.url.path}")
+
+    async def disconnected(request: Request, exc: Exception) -> Response:
+        return _error(400, "client disconnected before sending the whole body")
+
+    routes = [
+        Route("/v2/health/live", live),
+        Route("/v2/health/ready", ready),
+        Route("/v2", server_metadata),
+        Route("/metrics", prometheus),
+    ]
+    for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        routes += [
+            Route(prefix, model_metadata),
+            Route(prefix + "/ready", model_ready),
+            Route(prefix + "/infer", infer, methods=["POST"]),
+        ]
+    return Starlette(
+        routes=routes,
+        exception_handlers={
+            RequestError: request_error,
+            HTTPException: http_error,
+            ClientDisconnect: disconnected,
+        },
+    )
+
+
+def _body(args: argparse.Namespace) -> None:
+    import uvicorn  # the server's own dependency; not needed to build the app in tests
+
+    registry = ModelRegistry.from_directory(args.models_dir)
+    app = create_app(registry, args.max_body_bytes)
+    log.info(
+        "serving %s on http://%s:%d (Open Inference Protocol v2)",
+        ", ".join(registry),
+        args.host,
+        args.port,
+    )
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+    )
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m stages.serve") -> int:
+    """Run the server; returns the exit status."""
+    p = cli.parser(prog, __doc__.split("\n\n")[0])
+    p.add_argument("--models-dir", type=Path, default=Path("models"), help="models directory")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on")
+    p.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=DEFAULT_MAX_BODY_BYTES,
+        help="larger infer requests get 413",
+    )
+    return cli.run(_body, p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

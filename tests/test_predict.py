@@ -1,0 +1,204 @@
+"""The numpy-only predictor and the batch command."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from numpy.testing import assert_array_equal
+
+from stages import predict
+from stages.dataset import FEATURE_NAMES
+from stages.errors import ModelFileError
+from stages.predictor import InputError, ModelRegistry, UnknownModelError, check_features
+from tests.conftest import REPO_ROOT
+from tests.models import rows, write_models
+
+HEADER = ",".join(FEATURE_NAMES)
+
+
+@pytest.fixture
+def models(tmp_path):
+    return write_models(tmp_path / "models")
+
+
+def csv(X, header=True):
+    lines = [HEADER] if header else []
+    lines += [",".join(repr(v) for v in row) for row in X.tolist()]
+    return "\n".join(lines) + "\n"
+
+
+def run_predict(models, args, stdin, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    status = predict.main(["--models-dir", str(models), *args])
+    out = capsys.readouterr()
+    return status, out.out, out.err
+
+
+def test_registry_loads_every_model_in_order(models):
+    registry = ModelRegistry.from_directory(models)
+    assert list(registry) == ["fp64", "q8", "q16"]
+    assert registry.feature_names == FEATURE_NAMES
+    with pytest.raises(UnknownModelError, match=r"unknown model 'q4'; available: fp64, q8, q16"):
+        registry.get("q4")
+
+
+def test_registry_of_an_empty_directory(tmp_path):
+    with pytest.raises(ModelFileError, match=r"no model files \(fp64.npz, quantized/q\*.npz\)"):
+        ModelRegistry.from_directory(tmp_path)
+
+
+def test_registry_refuses_a_renamed_model_file(models):
+    (models / "quantized" / "q8.npz").rename(models / "quantized" / "q4.npz")
+    with pytest.raises(ModelFileError, match=r"q4.npz: header says variant 'q8', file name"):
+        ModelRegistry.from_directory(models)
+
+
+def test_registry_refuses_a_corrupt_model_file(models):
+    (models / "quantized" / "q16.npz").write_bytes(b"truncated")
+    with pytest.raises(ModelFileError, match=r"q16.npz: corrupt or truncated"):
+        ModelRegistry.from_directory(models)
+
+
+@pytest.mark.parametrize(
+    ("X", "message"),
+    [
+        (np.zeros((2, 7)), r"expected rows of 8 values, got shape \[2, 7\]"),
+        (np.zeros(8), r"expected rows of 8 values, got shape \[8\]"),
+        (np.array([["a"] * 8]), r"expected real numbers, got <U1"),
+        (np.ones((2, 8), dtype=bool), r"expected real numbers, got bool"),
+        (np.array([[0.0] * 7 + [np.inf]]), r"row 0, column 7: inf is not a finite number"),
+    ],
+)
+def test_check_features(X, message):
+    with pytest.raises(InputError, match=message):
+        check_features(X, 8)
+
+
+@pytest.mark.parametrize("header", [True, False])
+def test_csv_predictions_equal_the_model_bit_for_bit(models, capsys, monkeypatch, header):
+    X = rows(300)
+    status, out, err = run_predict(
+        models, ["--model", "q8", "--chunk-rows", "7"], csv(X, header), capsys, monkeypatch
+    )
+    assert status == 0, err
+    got = np.array([float(line) for line in out.splitlines()])
+    expected = ModelRegistry.from_directory(models).get("q8").predict(X)
+    assert_array_equal(got, expected)
+
+
+def test_jsonl_lists_and_objects(models, capsys, monkeypatch):
+    X = rows(5)
+    lines = [json.dumps(r) for r in X[:3].tolist()]
+    lines += [json.dumps(dict(zip(FEATURE_NAMES, r, strict=True))) for r in X[3:].tolist()]
+    status, out, err = run_predict(
+        models, ["--model", "fp64"], "\n".join(lines) + "\n", capsys, monkeypatch
+    )
+    assert status == 0, err
+    expected = ModelRegistry.from_directory(models).get("fp64").predict(X)
+    assert_array_equal([float(v) for v in out.split()], expected)
+
+
+def _bad_csv(line):
+    good = ",".join(["1.0"] * 8)
+    return f"{HEADER}\n{good}\n{good}\n{line}\n{good}\n"
+
+
+@pytest.mark.parametrize(
+    ("stdin", "message"),
+    [
+        (_bad_csv(",".join(["1.0"] * 7)), "error: line 4: 7 values, expected 8 (MedInc,"),
+        (_bad_csv(",".join(["1.0"] * 9)), "error: line 4: 9 values, expected 8"),
+        (_bad_csv("1.0,x1,1,1,1,1,1,1"), "error: line 4: HouseAge = 'x1' is not a number"),
+        (_bad_csv("1,1,1,1,1,1,1,nan"), "error: line 4: Longitude = nan is not finite"),
+        (_bad_csv("1,1,1,inf,1,1,1,1"), "error: line 4: AveBedrms = inf is not finite"),
+        (_bad_csv(""), "error: line 4: empty line"),
+        ("", "error: the input is empty: no rows to predict"),
+        (HEADER + "\n", "error: the input has a header but no rows to predict"),
+        ("a,b\n", "error: line 1: 2 values, expected 8"),
+        ("[1, 2]\n", "error: line 1: expected a list of 8 numbers or an object keyed by MedInc"),
+        ("[1,2,3,4,5,6,7,true]\n", "error: line 1: Longitude = True is not a number"),
+        ('{"MedInc": 1}\n', "error: line 1: keys are ['MedInc'], expected ['MedInc', 'HouseAge'"),
+        ("[1,2,3,4,5,6,7,8]\n[1,2\n", "error: line 2: not valid JSON (Expecting"),
+        ("[1,2,3,4,5,6,7,NaN]\n", "error: line 1: Longitude = nan is not finite"),
+    ],
+)
+def test_bad_rows_stop_with_the_line_and_the_reason(models, capsys, monkeypatch, stdin, message):
+    status, _, err = run_predict(
+        models, ["--model", "q8", "--chunk-rows", "2"], stdin, capsys, monkeypatch
+    )
+    assert status == 1
+    assert err.startswith(message), err
+    assert err.count("\n") == 1
+
+
+def test_a_failed_run_leaves_no_output_file(models, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "preds.csv"
+    status, _, err = run_predict(
+        models,
+        ["--model", "q8", "--output", str(out), "--chunk-rows", "1"],
+        _bad_csv("1,2"),
+        capsys,
+        monkeypatch,
+    )
+    assert status == 1
+    assert err.startswith("error: line 4: 2 values, expected 8")
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == [models]
+
+
+def test_output_file(models, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "preds.csv"
+    (tmp_path / "rows.csv").write_text(csv(rows(10)))
+    status, stdout, err = run_predict(
+        models,
+        ["--model", "q16", "--input", str(tmp_path / "rows.csv"), "--output", str(out)],
+        "",
+        capsys,
+        monkeypatch,
+    )
+    assert status == 0, err
+    assert stdout == ""
+    assert len(out.read_text().splitlines()) == 10
+
+
+def test_unknown_model_and_missing_input(models, capsys, monkeypatch):
+    status, _, err = run_predict(models, ["--model", "q3"], "", capsys, monkeypatch)
+    assert (status, err) == (1, "error: unknown model 'q3'; available: fp64, q8, q16\n")
+    status, _, err = run_predict(
+        models, ["--model", "q8", "--input", "/nonexistent.csv"], "", capsys, monkeypatch
+    )
+    assert (status, err) == (
+        1,
+        "error: /nonexistent.csv: cannot read (No such file or directory)\n",
+    )
+
+
+def test_console_command_streams_stdin_to_stdout(models):
+    X = rows(20)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from stages.cli import main; sys.exit(main())",
+            "predict",
+            "--model",
+            "q8",
+            "--models-dir",
+            str(models),
+            "-q",
+        ],
+        input=csv(X),
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    expected = ModelRegistry.from_directory(models).get("q8").predict(X)
+    assert_array_equal([float(v) for v in result.stdout.split()], expected)

@@ -1,0 +1,398 @@
+"""The Open Inference Protocol server, started for real on a loopback port, over HTTP."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from numpy.testing import assert_array_equal
+
+from stages.predictor import ModelRegistry
+from tests.conftest import REPO_ROOT
+from tests.models import rows, write_models
+
+MAX_BODY = 200_000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, port: int):
+        self.port = port
+
+    def call(self, method, path, body=None, headers=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            if isinstance(body, dict | list):
+                body = json.dumps(body).encode()
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            conn.close()
+
+    def json(self, method, path, body=None, headers=None):
+        status, _, content = self.call(method, path, body, headers)
+        return status, json.loads(content)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    return write_models(tmp_path_factory.mktemp("serve") / "models")
+
+
+@pytest.fixture(scope="module")
+def server(models):
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "stages.serve",
+            "--models-dir",
+            str(models),
+            "--port",
+            str(port),
+            "--max-body-bytes",
+            str(MAX_BODY),
+            "-q",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    srv = Server(port)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if srv.call("GET", "/v2/health/ready")[0] == 200:
+                break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"server did not start:\n{proc.communicate()[0]}")
+        time.sleep(0.1)
+    yield srv
+    proc.terminate()
+    output = proc.communicate(timeout=10)[0]
+    assert "Traceback" not in output, output
+
+
+def infer_body(X, datatype="FP64", nested=False, **extra):
+    data = X.tolist() if nested else X.ravel().tolist()
+    tensor = {"name": "input-0", "shape": list(X.shape), "datatype": datatype, "data": data}
+    return {"inputs": [tensor], **extra}
+
+
+def expected(models, name, X):
+    return ModelRegistry.from_directory(models).get(name).predict(X)
+
+
+def test_health_and_server_metadata(server):
+    assert server.json("GET", "/v2/health/live") == (200, {"live": True})
+    assert server.json("GET", "/v2/health/ready") == (200, {"ready": True})
+    status, meta = server.json("GET", "/v2")
+    assert status == 200
+    assert meta["name"] == "quantpipe"
+    assert "binary_tensor_data" in meta["extensions"]
+
+
+@pytest.mark.parametrize("prefix", ["/v2/models/q8", "/v2/models/q8/versions/1"])
+def test_model_metadata_and_ready(server, prefix):
+    status, meta = server.json("GET", prefix)
+    assert status == 200
+    assert meta["name"] == "q8"
+    assert meta["versions"] == ["1"]
+    assert meta["inputs"] == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 8]}]
+    assert meta["outputs"] == [{"name": "predictions", "datatype": "FP64", "shape": [-1]}]
+    assert meta["parameters"]["bits"] == 8
+    assert server.json("GET", prefix + "/ready") == (200, {"name": "q8", "ready": True})
+
+
+@pytest.mark.parametrize("name", ["fp64", "q8", "q16"])
+@pytest.mark.parametrize("nested", [False, True])
+def test_infer_json_equals_the_predictor_bit_for_bit(server, models, name, nested):
+    X = rows(50, seed=1)
+    status, answer = server.json(
+        "POST", f"/v2/models/{name}/infer", infer_body(X, nested=nested, id="req-1")
+    )
+    assert status == 200, answer
+    assert answer["model_name"] == name
+    assert answer["id"] == "req-1"
+    (output,) = answer["outputs"]
+    assert (output["name"], output["shape"], output["datatype"]) == ("predictions", [50], "FP64")
+    assert_array_equal(output["data"], expected(models, name, X))
+
+
+def test_infer_versioned_path_fp32_and_generated_id(server, models):
+    X = rows(3).astype(np.float32)
+    status, answer = server.json("POST", "/v2/models/q16/versions/1/infer", infer_body(X, "FP32"))
+    assert status == 200, answer
+    assert len(answer["id"]) == 36
+    assert_array_equal(answer["outputs"][0]["data"], expected(models, "q16", X.astype(np.float64)))
+
+
+def test_requested_outputs_are_honoured(server):
+    body = infer_body(rows(2), outputs=[{"name": "predictions"}])
+    assert server.json("POST", "/v2/models/q8/infer", body)[0] == 200
+    body = infer_body(rows(2), outputs=[{"name": "probabilities"}])
+    assert server.json("POST", "/v2/models/q8/infer", body) == (
+        400,
+        {"error": "unknown output 'probabilities'; this model has 'predictions'"},
+    )
+
+
+def binary_request(X, datatype="FP64", **params):
+    tensor = {"name": "input-0", "shape": list(X.shape), "datatype": datatype}
+    raw = X.astype("<f8" if datatype == "FP64" else "<f4").tobytes()
+    tensor["parameters"] = {"binary_data_size": len(raw)}
+    header = json.dumps({"inputs": [tensor], **params}).encode()
+    return header + raw, {"Inference-Header-Content-Length": str(len(header))}
+
+
+def split_binary_response(headers, content):
+    n = int(headers["inference-header-content-length"])
+    return json.loads(content[:n]), content[n:]
+
+
+@pytest.mark.parametrize("datatype", ["FP64", "FP32"])
+def test_binary_tensor_in_and_out(server, models, datatype):
+    X = rows(1000, seed=2)
+    body, headers = binary_request(X, datatype, parameters={"binary_data_output": True})
+    status, response_headers, content = server.call("POST", "/v2/models/q8/infer", body, headers)
+    assert status == 200, content
+    header, raw = split_binary_response(response_headers, content)
+    (output,) = header["outputs"]
+    assert output["parameters"] == {"binary_data_size": 8000}
+    assert "data" not in output
+    sent = X if datatype == "FP64" else X.astype(np.float32).astype(np.float64)
+    assert_array_equal(np.frombuffer(raw, "<f8"), expected(models, "q8", sent))
+
+
+def test_binary_input_json_output_and_per_output_binary(server, models):
+    X = rows(4)
+    body, headers = binary_request(X)
+    status, answer = server.json("POST", "/v2/models/fp64/infer", body, headers)
+    assert status == 200
+    assert_array_equal(answer["outputs"][0]["data"], expected(models, "fp64", X))
+    body, headers = binary_request(
+        X, outputs=[{"name": "predictions", "parameters": {"binary_data": True}}]
+    )
+    status, response_headers, content = server.call("POST", "/v2/models/fp64/infer", body, headers)
+    _, raw = split_binary_response(response_headers, content)
+    assert_array_equal(np.frombuffer(raw, "<f8"), expected(models, "fp64", X))
+
+
+def _tensor(**fields):
+    base = {"name": "input-0", "shape": [1, 8], "datatype": "FP64", "data": [1.0] * 8}
+    return {"inputs": [{**base, **fields}]}
+
+
+BAD_JSON_REQUESTS = [
+    ("malformed", b'{"inputs": [', 400, "malformed JSON: "),
+    ("not an object", b"[1, 2]", 400, "the request must be a JSON object with 'inputs'"),
+    ("no inputs", {"id": "x"}, 400, "'inputs' must be a list of one tensor"),
+    ("two inputs", {"inputs": [_tensor()["inputs"][0]] * 2}, 400, "'inputs' must be a list"),
+    ("datatype", _tensor(datatype="INT32"), 400, "datatype 'INT32' is not supported; use FP64"),
+    ("shape rank", _tensor(shape=[8]), 400, "shape [8] is not allowed; use [n, 8] with n >= 1"),
+    ("shape cols", _tensor(shape=[1, 7], data=[1.0] * 7), 400, "shape [1, 7] is not allowed"),
+    ("shape zero", _tensor(shape=[0, 8], data=[]), 400, "shape [0, 8] is not allowed"),
+    ("shape float", _tensor(shape=[1.0, 8]), 400, "shape [1.0, 8] is not allowed"),
+    ("data short", _tensor(data=[1.0] * 7), 400, "'data' has shape [7], which does not match"),
+    ("data ragged", _tensor(data=[[1.0] * 8, [1.0]]), 400, "'data' is ragged"),
+    ("string", _tensor(data=[1.0] * 7 + ["1.5"]), 400, "'data' must hold numbers only"),
+    ("bool", _tensor(data=[1.0] * 7 + [True]), 400, "numbers only, not true/false"),
+    ("null", _tensor(data=[1.0] * 7 + [None]), 400, "'data' must hold numbers only"),
+    ("object", _tensor(data=[{}] * 8), 400, "'data' must hold numbers only"),
+    ("data not list", _tensor(data="12345678"), 400, "'data' must be a list of numbers"),
+    (
+        "no data",
+        {"inputs": [{"name": "x", "shape": [1, 8], "datatype": "FP64"}]},
+        400,
+        "no 'data' and no binary_data_size",
+    ),
+    (
+        "infinite",
+        b'{"inputs":[{"name":"x","shape":[1,8],"datatype":"FP64","data":[1e999,1,1,1,1,1,1,1]}]}',
+        400,
+        "malformed JSON: number is infinity",
+    ),
+    (
+        "fp32 overflow",
+        _tensor(datatype="FP32", data=[1e300] * 8),
+        400,
+        "row 0, column 0 is not a finite number",
+    ),
+    ("id", {**_tensor(), "id": 5}, 400, "'id' must be a string"),
+    (
+        "binary flag",
+        {**_tensor(), "parameters": {"binary_data_output": "yes"}},
+        400,
+        "'parameters.binary_data_output' must be true or false",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "status", "message"), BAD_JSON_REQUESTS, ids=[c[0] for c in BAD_JSON_REQUESTS]
+)
+def test_bad_requests_get_4xx_with_an_error_body(server, case, body, status, message):
+    got, answer = server.json("POST", "/v2/models/q8/infer", body)
+    assert got == status, answer
+    assert set(answer) == {"error"}
+    assert message in answer["error"]
+
+
+def test_bad_binary_requests(server):
+    body, headers = binary_request(rows(2))
+    for length, message in [
+        ("x", "Inference-Header-Content-Length 'x' must be a whole number"),
+        (str(len(body) + 1), "must be a whole number no larger than the body"),
+    ]:
+        got = server.json(
+            "POST",
+            "/v2/models/q8/infer",
+            body,
+            {**headers, "Inference-Header-Content-Length": length},
+        )
+        assert got[0] == 400
+        assert message in got[1]["error"]
+    got = server.json("POST", "/v2/models/q8/infer", body[:-8], headers)
+    assert got[0] == 400
+    assert "binary_data_size 128 with 120 bytes after the JSON header" in got[1]["error"]
+    header_only = body[: int(headers["Inference-Header-Content-Length"])]
+    got = server.json("POST", "/v2/models/q8/infer", header_only + b"\0" * 8, {})
+    assert got[0] == 400
+    assert "malformed JSON" in got[1]["error"]
+
+
+def test_unknown_model_version_route_and_method(server):
+    assert server.json("POST", "/v2/models/q3/infer", _tensor()) == (
+        404,
+        {"error": "unknown model 'q3'; available: fp64, q8, q16"},
+    )
+    assert server.json("GET", "/v2/models/q8/versions/2") == (
+        404,
+        {"error": "model 'q8' has no version '2'; available: 1"},
+    )
+    assert server.json("GET", "/v3/anything") == (404, {"error": "Not Found: GET /v3/anything"})
+    assert server.json("GET", "/v2/models/q8/infer") == (
+        405,
+        {"error": "Method Not Allowed: GET /v2/models/q8/infer"},
+    )
+
+
+def test_body_over_the_limit_gets_413(server):
+    X = rows(MAX_BODY // 64 + 10)
+    body, headers = binary_request(X)
+    assert server.json("POST", "/v2/models/q8/infer", body, headers) == (
+        413,
+        {"error": f"request body over the {MAX_BODY}-byte limit"},
+    )
+    # a chunked body, with no Content-Length to check up front
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request(
+        "POST",
+        "/v2/models/q8/infer",
+        body=iter([body[:100_000], body[100_000:]]),
+        headers={**headers, "Transfer-Encoding": "chunked"},
+        encode_chunked=True,
+    )
+    response = conn.getresponse()
+    assert response.status == 413
+    conn.close()
+    assert server.json("GET", "/v2/health/ready")[0] == 200
+
+
+def test_prometheus_metrics(server):
+    server.call("POST", "/v2/models/q16/infer", json.dumps(infer_body(rows(3))).encode())
+    server.call("POST", "/v2/models/q16/infer", b"{")
+    status, headers, content = server.call("GET", "/metrics")
+    assert status == 200
+    assert headers["content-type"].startswith("text/plain")
+    text = content.decode()
+    assert 'quantpipe_requests_total{endpoint="infer",model="q16",status="200"}' in text
+    assert 'quantpipe_requests_total{endpoint="infer",model="q16",status="400"}' in text
+    assert 'quantpipe_infer_latency_seconds_bucket{le="0.001",model="q16"}' in text
+    assert 'quantpipe_inferred_rows_total{model="q16"}' in text
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "name",
+                    "shape",
+                    "datatype",
+                    "data",
+                    "parameters",
+                    "id",
+                    "inputs",
+                    "outputs",
+                    "binary_data_size",
+                    "binary_data_output",
+                    "binary_data",
+                ]
+            )
+            | st.text(max_size=4),
+            children,
+            max_size=5,
+        )
+    ),
+    max_leaves=30,
+)
+
+
+@st.composite
+def mutated_requests(draw):
+    body = _tensor(data=draw(st.lists(st.floats(-1e6, 1e6), min_size=8, max_size=8)))
+    tensor = body["inputs"][0]
+    for key in draw(
+        st.lists(st.sampled_from(["name", "shape", "datatype", "data", "parameters"]), max_size=3)
+    ):
+        tensor[key] = draw(JSON_VALUES)
+    if draw(st.booleans()):
+        body[draw(st.sampled_from(["id", "parameters", "outputs", "inputs"]))] = draw(JSON_VALUES)
+    return json.dumps(body).encode()
+
+
+@settings(
+    # QUANTPIPE_FUZZ_EXAMPLES=5000 pytest tests/test_serve.py -k 5xx  for a longer campaign
+    max_examples=int(os.environ.get("QUANTPIPE_FUZZ_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    body=mutated_requests() | JSON_VALUES.map(lambda v: json.dumps(v).encode()) | st.binary(),
+    header_length=st.none()
+    | st.integers(-5, 400).map(str)
+    | st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=3),
+)
+def test_no_infer_body_gets_a_5xx(server, body, header_length):
+    headers = {} if header_length is None else {"Inference-Header-Content-Length": header_length}
+    status, _, content = server.call("POST", "/v2/models/q8/infer", body, headers)
+    assert status < 500, content
+    assert status == 200 or set(json.loads(content)) == {"error"}
