@@ -80,7 +80,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    module = importlib.import_module(f"stages.{argv[0]}")
+    try:
+        module = importlib.import_module(f"stages.{argv[0]}")
+    except ModuleNotFoundError as exc:
+        extra = "serve" if argv[0] == "serve" else "pipeline"
+        print(
+            f"error: 'quantpipe {argv[0]}' needs {exc.name}, which is not installed; "
+            f"install it with: pip install 'quantpipe[{extra}]'",
+            file=sys.stderr,
+        )
+        return 1
     return module.main(argv[1:], prog=f"quantpipe {argv[0]}")
 
 

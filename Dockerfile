@@ -1,0 +1,34 @@
+# The inference image: the models `dvc repro` built, served over the Open Inference Protocol.
+#   docker build -t quantpipe .                      (after `dvc repro`)
+#   docker run -p 8080:8080 quantpipe                (serve every model on :8080)
+#   docker run -i quantpipe predict --model q8 < rows.csv > predictions.csv
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Dependencies first, so that a code or model change does not reinstall them.
+COPY requirements-serve.txt .
+RUN pip install --no-cache-dir -r requirements-serve.txt
+
+COPY pyproject.toml README.md ./
+COPY stages/ stages/
+RUN pip install --no-cache-dir --no-deps . && rm -rf build ./*.egg-info
+
+# Only the pickle-free model files; models/fp64.joblib stays out (see .dockerignore).
+COPY models/fp64.npz models/
+COPY models/quantized/ models/quantized/
+
+RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin quantpipe
+USER 10001
+
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/v2/health/ready', timeout=2)"]
+
+ENTRYPOINT ["quantpipe"]
+CMD ["serve", "--host", "0.0.0.0", "--port", "8080"]
