@@ -107,6 +107,32 @@ def test_metrics_show_lists_every_variant(repo):
     assert {Path(f).name for f in files} == {"fp64.json", "q8.json", "q16.json", "compare.json"}
 
 
+def test_batch_predictions_reproduce_the_evaluate_stage_exactly(repo):
+    """`quantpipe predict` on the test split gives the very metrics evaluate wrote."""
+    from stages.dataset import FEATURE_NAMES, load_dataset
+    from stages.metrics import accuracy
+
+    test = load_dataset(repo.path / "data" / "split" / "test.npz")
+    rows = (
+        ",".join(FEATURE_NAMES)
+        + "\n"
+        + "".join(",".join(map(repr, row)) + "\n" for row in test.X.tolist())
+    )
+    for variant in ("fp64", "q8", "q16"):
+        result = subprocess.run(
+            [sys.executable, "-m", "stages.predict", "--model", variant, "-q"],
+            input=rows,
+            capture_output=True,
+            text=True,
+            cwd=repo.path,
+            env=repo.env,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        predictions = [float(line) for line in result.stdout.splitlines()]
+        assert accuracy(test.y, predictions) == repo.metrics(variant)["accuracy"]
+
+
 def test_changing_widths_leaves_nothing_stale_and_bad_params_stop_the_run(repo):
     """Runs after the tests above, on the same copy: widths [4, 8], then a misspelt key."""
     repo.set_params(lambda p: p["quantize"].update(bits=[4, 8]))
