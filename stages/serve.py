@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
+import os
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -34,6 +36,7 @@ from prometheus_client import (
     Counter,
     Histogram,
     generate_latest,
+    multiprocess,
 )
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -42,6 +45,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from stages import __version__, cli
+from stages.errors import QuantpipeError
 from stages.predictor import ModelRegistry
 
 log = logging.getLogger("quantpipe.serve")
@@ -55,6 +59,11 @@ HEADER_LENGTH = "inference-header-content-length"
 DTYPES = {"FP64": np.dtype("<f8"), "FP32": np.dtype("<f4")}
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 EXTENSIONS = ["binary_tensor_data"]
+# With --workers > 1, each worker process builds its app from these.
+ENV_MODELS_DIR = "QUANTPIPE_MODELS_DIR"
+ENV_MAX_BODY = "QUANTPIPE_MAX_BODY_BYTES"
+# prometheus_client's multiprocess mode: every worker writes its samples here.
+ENV_PROMETHEUS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class RequestError(Exception):
@@ -288,6 +297,14 @@ class Metrics:
             registry=self.registry,
         )
 
+    def exposition(self) -> bytes:
+        """The metrics in Prometheus text format, summed over worker processes if several."""
+        if os.environ.get(ENV_PROMETHEUS_DIR):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)
+
     def count(self, model: str, endpoint: str, status: int) -> None:
         # unknown names share one label value, so requests cannot grow the label set
         label = model if model in self.models else "_unknown"
@@ -382,7 +399,7 @@ def create_app(registry: ModelRegistry, max_body_bytes: int = DEFAULT_MAX_BODY_B
         return Response(content, headers=headers)
 
     async def prometheus(request: Request) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     async def request_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestError)
@@ -417,25 +434,42 @@ def create_app(registry: ModelRegistry, max_body_bytes: int = DEFAULT_MAX_BODY_B
     )
 
 
+def app_from_environment() -> Starlette:
+    """App factory for worker processes (``uvicorn --factory``), configured by environment."""
+    registry = ModelRegistry.from_directory(os.environ.get(ENV_MODELS_DIR, "models"))
+    return create_app(registry, int(os.environ.get(ENV_MAX_BODY, DEFAULT_MAX_BODY_BYTES)))
+
+
 def _body(args: argparse.Namespace) -> None:
     import uvicorn  # the server's own dependency; not needed to build the app in tests
 
-    registry = ModelRegistry.from_directory(args.models_dir)
-    app = create_app(registry, args.max_body_bytes)
+    if args.workers < 1:
+        raise QuantpipeError(f"--workers {args.workers} is not allowed; use 1 or more")
+    registry = ModelRegistry.from_directory(args.models_dir)  # fail here, in one line
     log.info(
-        "serving %s on http://%s:%d (Open Inference Protocol v2)",
+        "serving %s on http://%s:%d with %d worker(s) (Open Inference Protocol v2)",
         ", ".join(registry),
         args.host,
         args.port,
+        args.workers,
     )
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level="warning",
-        access_log=False,
-        server_header=False,
-    )
+    options = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": "warning",
+        "access_log": False,
+        "server_header": False,
+    }
+    if args.workers == 1:
+        uvicorn.run(create_app(registry, args.max_body_bytes), **options)
+        return
+    with tempfile.TemporaryDirectory(prefix="quantpipe-prometheus-") as prometheus_dir:
+        os.environ[ENV_MODELS_DIR] = str(args.models_dir.resolve())
+        os.environ[ENV_MAX_BODY] = str(args.max_body_bytes)
+        os.environ[ENV_PROMETHEUS_DIR] = prometheus_dir
+        uvicorn.run(
+            "stages.serve:app_from_environment", factory=True, workers=args.workers, **options
+        )
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m stages.serve") -> int:
@@ -449,6 +483,12 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m stages.serve"
         type=int,
         default=DEFAULT_MAX_BODY_BYTES,
         help="larger infer requests get 413",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes; /metrics sums over them (about one per core)",
     )
     return cli.run(_body, p.parse_args(argv))
 

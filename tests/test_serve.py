@@ -54,8 +54,7 @@ def models(tmp_path_factory):
     return write_models(tmp_path_factory.mktemp("serve") / "models")
 
 
-@pytest.fixture(scope="module")
-def server(models):
+def start_server(models, *extra):
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     proc = subprocess.Popen(
@@ -70,6 +69,7 @@ def server(models):
             "--max-body-bytes",
             str(MAX_BODY),
             "-q",
+            *extra,
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -88,10 +88,46 @@ def server(models):
             proc.kill()
             pytest.fail(f"server did not start:\n{proc.communicate()[0]}")
         time.sleep(0.1)
-    yield srv
+    return proc, srv
+
+
+def stop_server(proc):
     proc.terminate()
-    output = proc.communicate(timeout=10)[0]
+    output = proc.communicate(timeout=20)[0]
     assert "Traceback" not in output, output
+
+
+@pytest.fixture(scope="module")
+def server(models):
+    proc, srv = start_server(models)
+    yield srv
+    stop_server(proc)
+
+
+def test_two_workers_serve_and_sum_their_metrics(models):
+    proc, srv = start_server(models, "--workers", "2")
+    try:
+        for _ in range(20):  # new connections, spread over both workers
+            assert (
+                srv.call("POST", "/v2/models/q8/infer", json.dumps(infer_body(rows(2))))[0] == 200
+            )
+        text = srv.call("GET", "/metrics")[2].decode()
+        assert 'quantpipe_requests_total{endpoint="infer",model="q8",status="200"} 20.0' in text
+        assert 'quantpipe_inferred_rows_total{model="q8"} 40.0' in text
+    finally:
+        stop_server(proc)
+
+
+def test_workers_must_be_positive(models):
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.serve", "--models-dir", str(models), "--workers", "0"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert result.stderr == "error: --workers 0 is not allowed; use 1 or more\n"
 
 
 def infer_body(X, datatype="FP64", nested=False, **extra):

@@ -1,0 +1,342 @@
+"""Serving benchmark: quantpipe against MLServer 1.7 (scikit-learn runtime), side by side.
+
+Measures, on loopback with wrk, requests/s and p50/p99 latency of infer calls of 1 row and
+of 1,000 rows (JSON, and the binary tensor data extension) at concurrency 1 and 8, first
+for ``quantpipe serve`` and then for MLServer serving the same model (``models/fp64.joblib``)
+with its default settings and with ``parallel_workers: 0`` (inference in the server
+process, its faster setting on a small machine). Then times the batch command on
+1,000,000 rows. Prints markdown tables and the ratios.
+
+Run from the repository root after ``dvc repro``, with wrk installed (``apt-get install
+wrk``)::
+
+    python benchmarks/serve_bench.py [--seconds 10] [--workdir /tmp/quantpipe-bench]
+
+MLServer is installed on first use into its own virtual environment under ``--workdir``
+(``mlserver==1.7.1 mlserver-sklearn==1.7.1 uvloop==0.21.0``; about a minute). Both servers
+and wrk share this machine's cores, so quote figures from one run only, side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from stages.dataset import FEATURE_NAMES, load_dataset
+
+MLSERVER_PACKAGES = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop==0.21.0"]
+PAYLOADS = ("1-row JSON", "1000-row JSON", "1000-row binary")
+ROWS = {"1-row JSON": 1, "1000-row JSON": 1000, "1000-row binary": 1000}
+CONCURRENCY = {1: ("-t1", "-c1"), 8: ("-t2", "-c8")}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if proc.poll() is not None:
+            sys.exit(f"server exited with {proc.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return time.monotonic() - start
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"server not ready after {timeout} s: {url}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def write_bodies(workdir: Path, X: np.ndarray, input_name: str) -> dict[str, Path]:
+    """Request bodies and wrk scripts for each payload; returns payload -> lua script."""
+
+    def tensor(rows: np.ndarray) -> dict:
+        return {"name": input_name, "shape": list(rows.shape), "datatype": "FP64"}
+
+    bodies = {
+        "1-row JSON": (json.dumps({"inputs": [{**tensor(X[:1]), "data": X[0].tolist()}]}), {}),
+        "1000-row JSON": (
+            json.dumps({"inputs": [{**tensor(X), "data": X.ravel().tolist()}]}),
+            {},
+        ),
+    }
+    header = json.dumps(
+        {"inputs": [{**tensor(X), "parameters": {"binary_data_size": X.nbytes}}]}
+    ).encode()
+    scripts = {}
+    for name, (text, _) in bodies.items():
+        path = workdir / f"{name.replace(' ', '_')}.body"
+        path.write_text(text)
+        scripts[name] = (path, {"Content-Type": "application/json"})
+    path = workdir / "1000-row_binary.body"
+    path.write_bytes(header + X.astype("<f8").tobytes())
+    scripts["1000-row binary"] = (
+        path,
+        {
+            "Content-Type": "application/octet-stream",
+            "Inference-Header-Content-Length": str(len(header)),
+        },
+    )
+    out = {}
+    for name, (body, headers) in scripts.items():
+        lua = workdir / f"{name.replace(' ', '_')}.lua"
+        lines = [
+            'wrk.method = "POST"',
+            f'local f = io.open("{body}", "rb")',
+            'wrk.body = f:read("*a")',
+            "f:close()",
+        ]
+        lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
+        lua.write_text("\n".join(lines) + "\n")
+        out[name] = lua
+    return out
+
+
+def parse_wrk(text: str) -> dict[str, float]:
+    def latency(pct: str) -> float:
+        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+        if not m:
+            return float("nan")
+        return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    errors = re.search(r"Socket errors:.*", text)
+    return {
+        "rps": float(rps.group(1)) if rps else 0.0,
+        "p50": latency("50"),
+        "p99": latency("99"),
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": errors.group(0) if errors else "",
+    }
+
+
+def run_wrk(url: str, lua: Path, concurrency: int, seconds: int) -> dict[str, float]:
+    threads, conns = CONCURRENCY[concurrency]
+    subprocess.run(
+        ["wrk", threads, conns, "-d2s", "-s", str(lua), url], capture_output=True, check=True
+    )
+    result = subprocess.run(
+        ["wrk", threads, conns, f"-d{seconds}s", "--latency", "-s", str(lua), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return parse_wrk(result.stdout)
+
+
+def first_response(url: str, lua_body: Path, headers: dict[str, str]) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=lua_body.read_bytes(), headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def measure(label: str, url: str, scripts: dict[str, Path], seconds: int) -> dict:
+    results = {}
+    for payload in PAYLOADS:
+        for concurrency in CONCURRENCY:
+            r = run_wrk(url, scripts[payload], concurrency, seconds)
+            r["rows_per_s"] = 0.0 if r["non2xx"] else r["rps"] * ROWS[payload]
+            results[(payload, concurrency)] = r
+            print(
+                f"  {label}: {payload}, concurrency {concurrency}: {r['rps']:.0f} req/s, "
+                f"p99 {r['p99']:.2f} ms, non-2xx {r['non2xx']}",
+                flush=True,
+            )
+    return results
+
+
+def mlserver_venv(workdir: Path) -> Path:
+    venv = workdir / "mlserver-venv"
+    if not (venv / "bin" / "mlserver").exists():
+        print(f"installing {' '.join(MLSERVER_PACKAGES)} into {venv} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *MLSERVER_PACKAGES], check=True)
+    return venv
+
+
+def start_mlserver(venv: Path, workdir: Path, workers: int) -> tuple[subprocess.Popen, int, float]:
+    model_dir = workdir / f"mlserver-model-pw{workers}"
+    model_dir.mkdir(exist_ok=True)
+    shutil.copy("models/fp64.joblib", model_dir / "fp64.joblib")
+    port = free_port()
+    (model_dir / "model-settings.json").write_text(
+        json.dumps(
+            {
+                "name": "fp64",
+                "implementation": "mlserver_sklearn.SKLearnModel",
+                "parameters": {"uri": "./fp64.joblib"},
+            }
+        )
+    )
+    (model_dir / "settings.json").write_text(
+        json.dumps(
+            {
+                "debug": False,
+                "host": "127.0.0.1",
+                "http_port": port,
+                "grpc_port": free_port(),
+                "metrics_port": free_port(),
+                "parallel_workers": workers,
+            }
+        )
+    )
+    # its logs are dropped: it writes a traceback with the whole body for each binary request
+    proc = subprocess.Popen(
+        [str(venv / "bin" / "mlserver"), "start", str(model_dir)],
+        cwd=model_dir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    ready = wait_ready(f"http://127.0.0.1:{port}/v2/models/fp64/ready", proc)
+    return proc, port, ready
+
+
+def batch_rows_per_s(workdir: Path, X: np.ndarray, n_rows: int = 1_000_000) -> tuple[float, float]:
+    csv = workdir / "rows.csv"
+    if not csv.exists():
+        big = np.resize(X, (n_rows, X.shape[1]))
+        with open(csv, "w") as fh:
+            fh.write(",".join(FEATURE_NAMES) + "\n")
+            fh.writelines(",".join(map(repr, row)) + "\n" for row in big.tolist())
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        with open(csv) as src:
+            subprocess.run(
+                [sys.executable, "-m", "stages.predict", "--model", "q8", "-q"],
+                stdin=src,
+                stdout=subprocess.DEVNULL,
+                check=True,
+            )
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    return n_rows / median, csv.stat().st_size / 1e6
+
+
+def table(results: dict[str, dict]) -> str:
+    names = list(results)
+    head = (
+        "| payload | concurrency | "
+        + " | ".join(f"{n} req/s | {n} rows/s | {n} p50 ms | {n} p99 ms" for n in names)
+        + " |"
+    )
+    lines = [head, "|" + " --- |" * (2 + 4 * len(names))]
+    for payload in PAYLOADS:
+        for c in CONCURRENCY:
+            cells = [payload, str(c)]
+            for n in names:
+                r = results[n][(payload, c)]
+                if r["non2xx"]:
+                    cells += [f"rejected ({r['non2xx']} non-2xx)", "0", "—", "—"]
+                else:
+                    cells += [
+                        f"{r['rps']:,.0f}",
+                        f"{r['rows_per_s']:,.0f}",
+                        f"{r['p50']:.2f}",
+                        f"{r['p99']:.2f}",
+                    ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seconds", type=int, default=10, help="wrk duration of each measurement")
+    p.add_argument("--workdir", type=Path, default=Path("/tmp/quantpipe-bench"))
+    p.add_argument("--mlserver-venv", type=Path, help="an existing venv with MLServer 1.7")
+    p.add_argument("--skip-mlserver", action="store_true")
+    args = p.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install wrk")
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    test = load_dataset("data/split/test.npz").X
+    X = test[:1000]
+    results: dict[str, dict] = {}
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stages.serve", "--port", str(port), "-q"],
+        start_new_session=True,
+    )
+    try:
+        ready = wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc)
+        print(f"quantpipe ready in {ready:.1f} s", flush=True)
+        scripts = write_bodies(args.workdir, X, "input-0")
+        results["quantpipe"] = measure(
+            "quantpipe", f"http://127.0.0.1:{port}/v2/models/fp64/infer", scripts, args.seconds
+        )
+    finally:
+        stop(proc)
+
+    if not args.skip_mlserver:
+        venv = args.mlserver_venv or mlserver_venv(args.workdir)
+        scripts = write_bodies(args.workdir, X, "predict")
+        for workers, label in ((1, "MLServer"), (0, "MLServer pw0")):
+            proc, port, ready = start_mlserver(venv, args.workdir, workers)
+            try:
+                print(f"{label} (parallel_workers={workers}) ready in {ready:.1f} s", flush=True)
+                results[label] = measure(
+                    label, f"http://127.0.0.1:{port}/v2/models/fp64/infer", scripts, args.seconds
+                )
+            finally:
+                stop(proc)
+
+    rows_per_s, mb = batch_rows_per_s(args.workdir, test)
+    print(f"\n## Serving ({args.seconds} s per cell, wrk on loopback, {os.cpu_count()} cores)\n")
+    print(table(results))
+    if len(results) > 1:
+        print("\n## quantpipe against MLServer's faster setting, per cell\n")
+        print("| payload | concurrency | rows/s ratio | p99 quantpipe / MLServer |")
+        print("| --- | --- | --- | --- |")
+        for payload in PAYLOADS:
+            for c in CONCURRENCY:
+                ours = results["quantpipe"][(payload, c)]
+                best = max(
+                    (results[n][(payload, c)] for n in results if n != "quantpipe"),
+                    key=lambda r: r["rows_per_s"],
+                )
+                if best["rows_per_s"] == 0:
+                    print(f"| {payload} | {c} | MLServer rejects it | — |")
+                else:
+                    print(
+                        f"| {payload} | {c} | {ours['rows_per_s'] / best['rows_per_s']:.2f}x "
+                        f"| {ours['p99']:.2f} / {best['p99']:.2f} ms |"
+                    )
+    print(
+        f"\nbatch: quantpipe predict --model q8 on 1,000,000 CSV rows ({mb:.0f} MB): "
+        f"{rows_per_s:,.0f} rows/s (median of 3)"
+    )
+
+
+if __name__ == "__main__":
+    main()
