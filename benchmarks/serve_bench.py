@@ -4,8 +4,9 @@ Measures, on loopback with wrk, requests/s and p50/p99 latency of infer calls of
 of 1,000 rows (JSON, and the binary tensor data extension) at concurrency 1 and 8, first
 for ``quantpipe serve`` and then for MLServer serving the same model (``models/fp64.joblib``)
 with its default settings and with ``parallel_workers: 0`` (inference in the server
-process, its faster setting on a small machine). Then times the batch command on
-1,000,000 rows. Prints markdown tables and the ratios.
+process, its faster setting on a small machine) and with two parallel workers; quantpipe
+runs with one and with two worker processes. Then times the batch command on 1,000,000
+rows. Prints markdown tables and, per cell, quantpipe's best against MLServer's best.
 
 Run from the repository root after ``dvc repro``, with wrk installed (``apt-get install
 wrk``)::
@@ -244,28 +245,49 @@ def batch_rows_per_s(workdir: Path, X: np.ndarray, n_rows: int = 1_000_000) -> t
 
 
 def table(results: dict[str, dict]) -> str:
-    names = list(results)
-    head = (
-        "| payload | concurrency | "
-        + " | ".join(f"{n} req/s | {n} rows/s | {n} p50 ms | {n} p99 ms" for n in names)
-        + " |"
-    )
-    lines = [head, "|" + " --- |" * (2 + 4 * len(names))]
+    lines = [
+        "| server | payload | concurrency | req/s | rows/s | p50 ms | p99 ms |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, cells in results.items():
+        for payload in PAYLOADS:
+            for c in CONCURRENCY:
+                r = cells[(payload, c)]
+                if r["non2xx"]:
+                    lines.append(
+                        f"| {name} | {payload} | {c} | rejected: {r['non2xx']} non-2xx "
+                        "| 0 | — | — |"
+                    )
+                else:
+                    lines.append(
+                        f"| {name} | {payload} | {c} | {r['rps']:,.0f} | "
+                        f"{r['rows_per_s']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} |"
+                    )
+    return "\n".join(lines)
+
+
+def comparison(results: dict[str, dict]) -> str:
+    ours = [n for n in results if n.startswith("quantpipe")]
+    theirs = [n for n in results if n.startswith("MLServer")]
+    lines = [
+        "| payload | concurrency | rows/s: quantpipe / MLServer | ratio | p99 ms: quantpipe / "
+        "MLServer |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
     for payload in PAYLOADS:
         for c in CONCURRENCY:
-            cells = [payload, str(c)]
-            for n in names:
-                r = results[n][(payload, c)]
-                if r["non2xx"]:
-                    cells += [f"rejected ({r['non2xx']} non-2xx)", "0", "—", "—"]
-                else:
-                    cells += [
-                        f"{r['rps']:,.0f}",
-                        f"{r['rows_per_s']:,.0f}",
-                        f"{r['p50']:.2f}",
-                        f"{r['p99']:.2f}",
-                    ]
-            lines.append("| " + " | ".join(cells) + " |")
+            a = max((results[n][(payload, c)] for n in ours), key=lambda r: r["rows_per_s"])
+            b = max((results[n][(payload, c)] for n in theirs), key=lambda r: r["rows_per_s"])
+            if b["rows_per_s"] == 0:
+                lines.append(
+                    f"| {payload} | {c} | {a['rows_per_s']:,.0f} / rejected | — | "
+                    f"{a['p99']:.2f} / — |"
+                )
+            else:
+                lines.append(
+                    f"| {payload} | {c} | {a['rows_per_s']:,.0f} / {b['rows_per_s']:,.0f} | "
+                    f"{a['rows_per_s'] / b['rows_per_s']:.2f}x | {a['p99']:.2f} / {b['p99']:.2f} |"
+                )
     return "\n".join(lines)
 
 
@@ -283,55 +305,39 @@ def main() -> None:
     X = test[:1000]
     results: dict[str, dict] = {}
 
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "stages.serve", "--port", str(port), "-q"],
-        start_new_session=True,
-    )
-    try:
-        ready = wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc)
-        print(f"quantpipe ready in {ready:.1f} s", flush=True)
-        scripts = write_bodies(args.workdir, X, "input-0")
-        results["quantpipe"] = measure(
-            "quantpipe", f"http://127.0.0.1:{port}/v2/models/fp64/infer", scripts, args.seconds
-        )
-    finally:
-        stop(proc)
+    for workers in (1, 2):
+        label = f"quantpipe w{workers}"
+        port = free_port()
+        command = [sys.executable, "-m", "stages.serve", "--port", str(port), "-q"]
+        proc = subprocess.Popen([*command, "--workers", str(workers)], start_new_session=True)
+        try:
+            ready = wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc)
+            print(f"{label} ready in {ready:.1f} s", flush=True)
+            scripts = write_bodies(args.workdir, X, "input-0")
+            url = f"http://127.0.0.1:{port}/v2/models/fp64/infer"
+            results[label] = measure(label, url, scripts, args.seconds)
+        finally:
+            stop(proc)
 
     if not args.skip_mlserver:
         venv = args.mlserver_venv or mlserver_venv(args.workdir)
         scripts = write_bodies(args.workdir, X, "predict")
-        for workers, label in ((1, "MLServer"), (0, "MLServer pw0")):
+        for workers in (0, 1, 2):
+            label = f"MLServer pw{workers}"
             proc, port, ready = start_mlserver(venv, args.workdir, workers)
             try:
                 print(f"{label} (parallel_workers={workers}) ready in {ready:.1f} s", flush=True)
-                results[label] = measure(
-                    label, f"http://127.0.0.1:{port}/v2/models/fp64/infer", scripts, args.seconds
-                )
+                url = f"http://127.0.0.1:{port}/v2/models/fp64/infer"
+                results[label] = measure(label, url, scripts, args.seconds)
             finally:
                 stop(proc)
 
     rows_per_s, mb = batch_rows_per_s(args.workdir, test)
     print(f"\n## Serving ({args.seconds} s per cell, wrk on loopback, {os.cpu_count()} cores)\n")
     print(table(results))
-    if len(results) > 1:
-        print("\n## quantpipe against MLServer's faster setting, per cell\n")
-        print("| payload | concurrency | rows/s ratio | p99 quantpipe / MLServer |")
-        print("| --- | --- | --- | --- |")
-        for payload in PAYLOADS:
-            for c in CONCURRENCY:
-                ours = results["quantpipe"][(payload, c)]
-                best = max(
-                    (results[n][(payload, c)] for n in results if n != "quantpipe"),
-                    key=lambda r: r["rows_per_s"],
-                )
-                if best["rows_per_s"] == 0:
-                    print(f"| {payload} | {c} | MLServer rejects it | — |")
-                else:
-                    print(
-                        f"| {payload} | {c} | {ours['rows_per_s'] / best['rows_per_s']:.2f}x "
-                        f"| {ours['p99']:.2f} / {best['p99']:.2f} ms |"
-                    )
+    if any(n.startswith("MLServer") for n in results):
+        print("\n## quantpipe's best against MLServer's best, per cell\n")
+        print(comparison(results))
     print(
         f"\nbatch: quantpipe predict --model q8 on 1,000,000 CSV rows ({mb:.0f} MB): "
         f"{rows_per_s:,.0f} rows/s (median of 3)"
