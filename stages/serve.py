@@ -100,13 +100,28 @@ class InferRequest:
     binary_output: bool
 
 
+def _short(value: Any, limit: int = 40) -> str:
+    """``repr`` of a client-sent value, cut short so that no error message can be huge."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    """An optional JSON object: absent or null gives {}, anything else must be an object."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RequestError(400, f"{where} must be an object")
+    return value
+
+
 def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     if header_length is None:
         return body, b""
     if not header_length.isdigit() or int(header_length) > len(body):
         raise RequestError(
             400,
-            f"Inference-Header-Content-Length {header_length!r} must be a whole number no "
+            f"Inference-Header-Content-Length {_short(header_length)} must be a whole number no "
             f"larger than the body ({len(body)} bytes)",
         )
     n = int(header_length)
@@ -165,18 +180,16 @@ def parse_infer_request(body: bytes, header_length: str | None, n_features: int)
     request_id = request.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise RequestError(400, "'id' must be a string")
-    params = request.get("parameters") or {}
-    if not isinstance(params, dict):
-        raise RequestError(400, "'parameters' must be an object")
+    params = _object(request.get("parameters"), "'parameters'")
     inputs = request.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise RequestError(400, f"'inputs' must be a list of one tensor, {INPUT_NAME!r}")
     tensor = inputs[0]
-    where = f"input {tensor.get('name', INPUT_NAME)!r}"
+    where = f"input {_short(tensor.get('name', INPUT_NAME))}"
     datatype = tensor.get("datatype")
     if not isinstance(datatype, str) or datatype not in DTYPES:
         raise RequestError(
-            400, f"{where}: datatype {datatype!r} is not supported; use FP64 or FP32"
+            400, f"{where}: datatype {_short(datatype)} is not supported; use FP64 or FP32"
         )
     shape = tensor.get("shape")
     if (
@@ -187,20 +200,18 @@ def parse_infer_request(body: bytes, header_length: str | None, n_features: int)
         or shape[1] != n_features
     ):
         raise RequestError(
-            400, f"{where}: shape {shape!r} is not allowed; use [n, {n_features}] with n >= 1"
+            400, f"{where}: shape {_short(shape)} is not allowed; use [n, {n_features}] with n >= 1"
         )
     n = shape[0]
     dtype = DTYPES[datatype]
-    tparams = tensor.get("parameters") or {}
-    if not isinstance(tparams, dict):
-        raise RequestError(400, f"{where}: 'parameters' must be an object")
+    tparams = _object(tensor.get("parameters"), f"{where}: 'parameters'")
     size = tparams.get("binary_data_size")
     if size is not None:
         expected = n * n_features * dtype.itemsize
         if type(size) is not int or size != expected or len(tail) != size:
             raise RequestError(
                 400,
-                f"{where}: binary_data_size {size!r} with {len(tail)} bytes after the JSON "
+                f"{where}: binary_data_size {_short(size)} with {len(tail)} bytes after the JSON "
                 f"header; shape {shape} of {datatype} needs exactly {expected}",
             )
         X = np.frombuffer(tail, dtype=dtype).reshape(n, n_features)
@@ -232,13 +243,11 @@ def parse_infer_request(body: bytes, header_length: str | None, n_features: int)
         for output in outputs:
             if output.get("name") != OUTPUT_NAME:
                 raise RequestError(
-                    400, f"unknown output {output.get('name')!r}; this model has {OUTPUT_NAME!r}"
+                    400,
+                    f"unknown output {_short(output.get('name'))}; this model has {OUTPUT_NAME!r}",
                 )
-            oparams = output.get("parameters") or {}
-            if (
-                not isinstance(oparams, dict)
-                or type(oparams.get("binary_data", binary)) is not bool
-            ):
+            oparams = _object(output.get("parameters"), "an output's 'parameters'")
+            if type(oparams.get("binary_data", binary)) is not bool:
                 raise RequestError(
                     400, "an output's 'parameters.binary_data' must be true or false"
                 )

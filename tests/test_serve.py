@@ -276,6 +276,14 @@ BAD_JSON_REQUESTS = [
         "row 0, column 0 is not a finite number",
     ),
     ("id", {**_tensor(), "id": 5}, 400, "'id' must be a string"),
+    ("params list", {**_tensor(), "parameters": []}, 400, "'parameters' must be an object"),
+    ("params zero", {**_tensor(), "parameters": 0}, 400, "'parameters' must be an object"),
+    (
+        "huge name",
+        _tensor(name="n" * 100_000, datatype="X"),
+        400,
+        "nnnnnnnnnn…: datatype 'X' is not supported",
+    ),
     (
         "binary flag",
         {**_tensor(), "parameters": {"binary_data_output": "yes"}},
@@ -293,6 +301,7 @@ def test_bad_requests_get_4xx_with_an_error_body(server, case, body, status, mes
     assert got == status, answer
     assert set(answer) == {"error"}
     assert message in answer["error"]
+    assert len(answer["error"]) < 300
 
 
 def test_bad_binary_requests(server):
