@@ -22,7 +22,7 @@ from stages.errors import QuantpipeError
 log = logging.getLogger("quantpipe")
 
 STAGES = ("params", "fetch", "split", "train", "quantize", "evaluate")
-COMMANDS = (*STAGES, "predict", "serve")
+COMMANDS = (*STAGES, "predict", "serve", "gate")
 
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -66,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             "usage: quantpipe {" + ",".join(COMMANDS) + "} [options]\n\n"
             "Run one pipeline stage (`dvc repro` runs them all, in order, when needed),\n"
-            "predict a batch of rows, or serve the models over HTTP.\n"
+            "predict a batch of rows, serve the models over HTTP, or check the accuracy\n"
+            "budget (gate).\n"
             "`quantpipe COMMAND --help` describes a command.",
             file=sys.stdout if argv else sys.stderr,
         )

@@ -3,7 +3,8 @@
 Writes one JSON file per variant under ``metrics/eval/`` (accuracy against the targets;
 for quantized variants also fidelity to the float model's predictions; parameter and file
 bytes), ``metrics/compare.json`` (each quantized variant against ``fp64``, in the same run,
-since ``dvc metrics diff`` compares revisions rather than files) and ``metrics/compare.md``.
+since ``dvc metrics diff`` compares revisions rather than files), ``metrics/compare.md``,
+and ``metrics/plots/fidelity.json`` (fidelity and bytes by width, for ``dvc plots``).
 
 DVC does not clean up after a width removed from ``quantize.bits``: its ``quantize@N`` entry
 stays in ``dvc.lock`` and its model file stays on disk. This stage removes both before it
@@ -27,7 +28,7 @@ import numpy as np
 from stages import cli, paths
 from stages.dataset import load_dataset
 from stages.io import write_json, write_text
-from stages.metrics import accuracy, compare, fidelity, markdown_table
+from stages.metrics import accuracy, compare, fidelity, fidelity_points, markdown_table
 from stages.modelfile import LinearModel, load_model
 from stages.params import load_params
 
@@ -150,7 +151,14 @@ def _body(args: argparse.Namespace) -> None:
         )
     write_json(args.compare_json, compare(reports))
     write_text(args.compare_md, markdown_table(reports))
-    log.info("wrote %s, %s and %s", args.eval_dir, args.compare_json, args.compare_md)
+    write_json(args.fidelity_plot, fidelity_points(reports))
+    log.info(
+        "wrote %s, %s, %s and %s",
+        args.eval_dir,
+        args.compare_json,
+        args.compare_md,
+        args.fidelity_plot,
+    )
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m stages.evaluate") -> int:
@@ -166,6 +174,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m stages.evalua
     p.add_argument("--eval-dir", type=Path, default=paths.EVAL_DIR, help="per-variant metrics")
     p.add_argument("--compare-json", type=Path, default=paths.COMPARE_JSON, help="comparison")
     p.add_argument("--compare-md", type=Path, default=paths.COMPARE_MD, help="markdown table")
+    p.add_argument("--fidelity-plot", type=Path, default=paths.FIDELITY_PLOT, help="dvc plots data")
     return cli.run(_body, p.parse_args(argv))
 
 

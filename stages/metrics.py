@@ -108,6 +108,33 @@ def compare(
     return out
 
 
+def fidelity_points(reports: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per quantized variant, for ``dvc plots``: fidelity and bytes by width.
+
+    Parameters
+    ----------
+    reports : dict
+        As for :func:`compare`.
+
+    Returns
+    -------
+    list of dict
+        ``variant``, ``bits``, ``pred_rmse``, ``pred_p99_abs``, ``param_bytes``, by width.
+    """
+    points = [
+        {
+            "variant": name,
+            "bits": r["bits"],
+            "pred_rmse": r["fidelity"]["rmse"],
+            "pred_p99_abs": r["fidelity"]["p99_abs"],
+            "param_bytes": r["size"]["param_bytes"],
+        }
+        for name, r in reports.items()
+        if "fidelity" in r
+    ]
+    return sorted(points, key=lambda p: p["bits"])
+
+
 def markdown_table(reports: dict[str, dict[str, Any]], reference: str = "fp64") -> str:
     """A markdown table of every variant against the reference, for the README.
 

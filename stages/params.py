@@ -100,11 +100,33 @@ class QuantizeParams:
 
 
 @dataclass(frozen=True)
+class GateParams:
+    """The accuracy budget CI enforces on every quantized model (``quantpipe gate``).
+
+    Attributes
+    ----------
+    max_r2_drop : float
+        fp64's test R² minus a quantized model's, at most.
+    max_pred_rmse : tuple of (bits, float)
+        RMS of the prediction difference against fp64, at most, per width. A width with no
+        entry has no RMS budget (its R² drop is still checked).
+    """
+
+    max_r2_drop: float = 0.002
+    max_pred_rmse: tuple[tuple[int, float], ...] = ((8, 0.01), (16, 0.001))
+
+    def rmse_budget(self, bits: int) -> float | None:
+        """The RMS Δprediction budget of a width, or None if it has none."""
+        return dict(self.max_pred_rmse).get(bits)
+
+
+@dataclass(frozen=True)
 class Params:
     """All of ``params.yaml``."""
 
     data: DataParams
     quantize: QuantizeParams
+    gate: GateParams
 
 
 def _check_keys(section: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
@@ -175,6 +197,38 @@ def validate_bits(value: Any, where: str = "quantize.bits") -> tuple[int, ...]:
     return tuple(value)
 
 
+def _non_negative(value: Any, where: str, strictly: bool = False) -> float:
+    ok = (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value > 0 if strictly else value >= 0)
+    )
+    if not ok:
+        kind = "a number > 0" if strictly else "a number >= 0"
+        raise ParamsError(f"params.yaml: {where} = {value!r} is not allowed; use {kind}")
+    return float(value)
+
+
+def _validate_gate(raw: Any) -> GateParams:
+    gate = _mapping(raw, "gate")
+    _check_keys(gate, ("max_r2_drop", "max_pred_rmse"), "gate")
+    budgets = _mapping(gate["max_pred_rmse"], "gate.max_pred_rmse")
+    pairs = []
+    for key, value in budgets.items():
+        bits = int(key) if isinstance(key, str) and key.isdigit() else key
+        if not _is_int(bits) or not MIN_BITS <= bits <= MAX_BITS:
+            raise ParamsError(
+                f"params.yaml: gate.max_pred_rmse has key {key!r}; use bit widths from "
+                f"{MIN_BITS} to {MAX_BITS}, e.g. 8: 0.01"
+            )
+        pairs.append((bits, _non_negative(value, f"gate.max_pred_rmse.{bits}", strictly=True)))
+    return GateParams(
+        max_r2_drop=_non_negative(gate["max_r2_drop"], "gate.max_r2_drop"),
+        max_pred_rmse=tuple(sorted(pairs)),
+    )
+
+
 def validate_params(raw: Any) -> Params:
     """Validate the parsed content of ``params.yaml``.
 
@@ -194,7 +248,7 @@ def validate_params(raw: Any) -> Params:
         On the first problem found, with a message naming the key and the allowed values.
     """
     top = _mapping(raw, "the top level")
-    _check_keys(top, ("data", "quantize"), "")
+    _check_keys(top, ("data", "quantize", "gate"), "")
 
     data = _mapping(top["data"], "data")
     _check_keys(data, ("seed", "test_size"), "data")
@@ -220,6 +274,7 @@ def validate_params(raw: Any) -> Params:
     )
     return Params(
         data=DataParams(seed=seed, test_size=test_size),
+        gate=_validate_gate(top["gate"]),
         quantize=QuantizeParams(
             bits=validate_bits(quant["bits"]),
             scheme=_choice(quant["scheme"], SCHEMES, "quantize.scheme"),

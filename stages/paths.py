@@ -19,6 +19,7 @@ QUANTIZED_DIR = Path("models/quantized")
 EVAL_DIR = Path("metrics/eval")
 COMPARE_JSON = Path("metrics/compare.json")
 COMPARE_MD = Path("metrics/compare.md")
+FIDELITY_PLOT = Path("metrics/plots/fidelity.json")
 
 FLOAT_VARIANT = "fp64"
 

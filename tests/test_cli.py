@@ -62,13 +62,13 @@ def test_a_stage_as_a_process_exits_1_with_one_line_and_no_traceback(tmp_path):
 def test_quantpipe_command_dispatches_to_stages(capsys):
     assert cli.main(["--help"]) == 0
     assert (
-        "usage: quantpipe {params,fetch,split,train,quantize,evaluate,predict,serve}"
+        "usage: quantpipe {params,fetch,split,train,quantize,evaluate,predict,serve,gate}"
         in capsys.readouterr().out
     )
     assert cli.main(["bogus"]) == 2
     assert capsys.readouterr().err == (
         "error: unknown command 'bogus'; choose one of: params, fetch, split, train, quantize, "
-        "evaluate, predict, serve\n"
+        "evaluate, predict, serve, gate\n"
     )
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["quantize", "--help"])

@@ -20,6 +20,7 @@ GOOD = {
         "standardize": True,
         "bias_correction": True,
     },
+    "gate": {"max_r2_drop": 0.002, "max_pred_rmse": {8: 0.01, 16: 0.001}},
 }
 
 
@@ -38,6 +39,16 @@ def test_committed_params_file_is_valid_and_has_the_documented_defaults():
     assert not params.quantize.per_channel
     assert params.quantize.standardize
     assert params.quantize.bias_correction
+    assert params.gate.max_r2_drop == 0.002
+    assert params.gate.rmse_budget(8) == 0.01
+    assert params.gate.rmse_budget(16) == 0.001
+    assert params.gate.rmse_budget(4) is None
+
+
+def test_gate_budget_keys_may_be_digit_strings():
+    """`dvc exp run -S` may write the widths as strings."""
+    params = validate_params(with_value("gate", "max_pred_rmse", {"4": 0.2, 8: 0.01}))
+    assert params.gate.max_pred_rmse == ((4, 0.2), (8, 0.01))
 
 
 def test_params_are_frozen():
@@ -59,15 +70,15 @@ def test_params_are_frozen():
         ),
         (
             {**GOOD, "train": {}},
-            r"^params.yaml: unknown key 'train'; allowed keys: data, quantize$",
+            r"^params.yaml: unknown key 'train'; allowed keys: data, quantize, gate$",
         ),
         ({"data": GOOD["data"]}, r"^params.yaml: missing key 'quantize'; add it"),
         (
-            {"data": {"seed": 1}, "quantize": GOOD["quantize"]},
+            {"data": {"seed": 1}, "quantize": GOOD["quantize"], "gate": GOOD["gate"]},
             r"^params.yaml: missing key 'data.test_size'",
         ),
         ([1, 2], r"^params.yaml: 'the top level' must be a mapping"),
-        ({"data": 3, "quantize": {}}, r"^params.yaml: 'data' must be a mapping"),
+        ({"data": 3, "quantize": {}, "gate": {}}, r"^params.yaml: 'data' must be a mapping"),
         (
             with_value("quantize", "bits", []),
             r"^params.yaml: quantize.bits = \[\] is not allowed; use a non-empty list of "
@@ -111,6 +122,21 @@ def test_params_are_frozen():
             r"^params.yaml: quantize.standardize = 'yes' is not allowed; use true or false$",
         ),
         (with_value("quantize", "bias_correction", 1), r"quantize.bias_correction = 1 is not"),
+        (
+            with_value("gate", "max_r2_drop", -0.1),
+            r"^params.yaml: gate.max_r2_drop = -0.1 is not allowed; use a number >= 0$",
+        ),
+        (with_value("gate", "max_r2_drop", "small"), r"gate.max_r2_drop = 'small' is not"),
+        (
+            with_value("gate", "max_pred_rmse", {1: 0.5}),
+            r"^params.yaml: gate.max_pred_rmse has key 1; use bit widths from 2 to 16, e.g. 8",
+        ),
+        (
+            with_value("gate", "max_pred_rmse", {8: 0}),
+            r"^params.yaml: gate.max_pred_rmse.8 = 0 is not allowed; use a number > 0$",
+        ),
+        (with_value("gate", "max_pred_rmse", [0.01]), r"'gate.max_pred_rmse' must be a mapping"),
+        (with_value("gate", "max_rmse", 1), r"unknown key 'gate.max_rmse'; did you mean"),
     ],
 )
 def test_bad_params_name_the_key_and_the_allowed_values(raw, message):

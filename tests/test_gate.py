@@ -1,0 +1,76 @@
+"""The accuracy gate: known answers, the table, and the command's exit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stages import gate
+from stages.params import GateParams
+from tests.conftest import REPO_ROOT
+
+COMPARE = {
+    "q8": {"bits": 8, "r2_delta": -0.001, "pred_rmse": 0.005},
+    "q4": {"bits": 4, "r2_delta": -0.03, "pred_rmse": 0.12},
+    "q16": {"bits": 16, "r2_delta": 0.0005, "pred_rmse": 0.002},
+}
+BUDGET = GateParams(max_r2_drop=0.002, max_pred_rmse=((8, 0.01), (16, 0.001)))
+
+
+def test_check_gate_known_answer():
+    checks = {(c.variant, c.metric): c for c in gate.check_gate(COMPARE, BUDGET)}
+    assert checks["q8", "R² drop"].value == 0.001
+    assert checks["q8", "R² drop"].passed
+    assert checks["q8", "RMS Δpred"].passed
+    assert not checks["q4", "R² drop"].passed
+    assert checks["q4", "RMS Δpred"].limit is None  # no budget for 4 bits
+    assert checks["q4", "RMS Δpred"].passed
+    assert checks["q16", "R² drop"].value == -0.0005  # an R² gain is no drop
+    assert not checks["q16", "RMS Δpred"].passed
+
+
+def test_markdown_marks_failures():
+    table = gate.markdown(gate.check_gate(COMPARE, BUDGET)).splitlines()
+    assert table[0] == "| variant | check | value | budget | |"
+    assert "| q4 | RMS Δpred | 0.12 | none | pass |" in table
+    assert "| q16 | RMS Δpred | 0.002 | 0.001 | **FAIL** |" in table
+
+
+def _run(tmp_path, monkeypatch, capsys, compare):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text((REPO_ROOT / "params.yaml").read_text())
+    if compare is not None:
+        (tmp_path / "compare.json").write_text(compare)
+    status = gate.main(["--compare", "compare.json"])
+    return status, capsys.readouterr()
+
+
+def test_gate_command_fails_with_one_line_naming_each_excess(tmp_path, monkeypatch, capsys):
+    status, out = _run(tmp_path, monkeypatch, capsys, json.dumps(COMPARE))
+    assert status == 1
+    assert "| q4 | R² drop | 0.03 | 0.002 | **FAIL** |" in out.out
+    assert out.err == (
+        "error: accuracy budget exceeded: q4 R² drop 0.03 > 0.002; q16 RMS Δpred 0.002 > "
+        "0.001 (budget: gate in params.yaml)\n"
+    )
+
+
+def test_gate_command_passes(tmp_path, monkeypatch, capsys):
+    status, out = _run(tmp_path, monkeypatch, capsys, json.dumps({"q8": COMPARE["q8"]}))
+    assert status == 0
+    assert out.err == ""
+    assert out.out.count("pass") == 2
+
+
+@pytest.mark.parametrize(
+    ("compare", "message"),
+    [
+        (None, "error: compare.json: not found; run `dvc repro` first\n"),
+        ("{", "error: compare.json: not valid JSON (Expecting property name"),
+    ],
+)
+def test_gate_command_without_metrics(tmp_path, monkeypatch, capsys, compare, message):
+    status, out = _run(tmp_path, monkeypatch, capsys, compare)
+    assert status == 1
+    assert out.err.startswith(message)
