@@ -1,0 +1,105 @@
+"""The GitHub workflow keeps the order that matters (it cannot run here, so check it here)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from tests.conftest import REPO_ROOT
+
+WORKFLOW = yaml.safe_load((REPO_ROOT / ".github" / "workflows" / "ci.yml").read_text())
+JOBS = WORKFLOW["jobs"]
+# PyYAML reads the key `on` as True
+TRIGGERS = WORKFLOW.get("on", WORKFLOW.get(True))
+
+
+def index(steps: list[dict], predicate, what: str) -> int:
+    found = [i for i, step in enumerate(steps) if predicate(step)]
+    assert found, f"no step {what}"
+    return found[0]
+
+
+def runs(command: str):
+    return lambda step: command in step.get("run", "")
+
+
+def uses(action: str):
+    return lambda step: step.get("uses", "").startswith(action + "@")
+
+
+def test_triggers_are_push_and_pull_request_never_pull_request_target():
+    assert set(TRIGGERS) == {"push", "pull_request"}
+    assert "v*" in TRIGGERS["push"]["tags"]
+
+
+def test_reproduce_checks_the_lock_before_reporting_and_gating():
+    steps = JOBS["reproduce"]["steps"]
+    checkout = index(steps, uses("actions/checkout"), "checkout")
+    assert steps[checkout]["with"]["fetch-depth"] == 0
+    repro = index(steps, runs(".ci/steps reproduce"), "running dvc repro and the lock check")
+    report = index(steps, runs(".ci/steps report"), "reporting")
+    plots = index(steps, runs(".ci/steps plots"), "plotting")
+    upload = index(steps, uses("actions/upload-artifact"), "uploading the results")
+    gate = index(steps, runs(".ci/steps gate"), "gating")
+    assert checkout < repro < report < plots < upload < gate
+    assert "$GITHUB_STEP_SUMMARY" in steps[report]["run"]
+    for path in ("models/", "metrics/", "report.md", "plots/"):
+        assert path in steps[upload]["with"]["path"]
+
+
+def test_image_is_built_from_the_reproduced_models_and_pushed_only_after_its_smoke_test():
+    job = JOBS["container"]
+    assert {"test", "reproduce"} <= set(job["needs"])
+    steps = job["steps"]
+    download = index(steps, uses("actions/download-artifact"), "downloading the models")
+    assert steps[download]["with"]["name"] == "pipeline"
+    build = index(steps, runs(".ci/steps container"), "building and smoke-testing")
+    assert steps[build]["env"]["ENGINE"] == "docker"
+    login = index(steps, uses("docker/login-action"), "logging in")
+    push = index(steps, runs("docker push"), "pushing")
+    assert download < build < login < push
+    for step in (steps[login], steps[push]):
+        condition = step["if"]
+        assert "github.event_name == 'push'" in condition
+        assert "github.event.repository.default_branch" in condition
+        assert "startsWith(github.ref, 'refs/tags/v')" in condition
+    assert "tags+=(latest)" in steps[push]["run"]
+    assert '"$SHA"' in steps[push]["run"]
+    assert job["permissions"]["packages"] == "write"
+
+
+def test_pull_request_comment_is_updated_not_duplicated_and_skipped_for_forks():
+    job = JOBS["comment"]
+    assert "github.event.pull_request.head.repo.full_name == github.repository" in job["if"]
+    script = job["steps"][-1]["run"]
+    assert "<!-- quantpipe-report -->" in script
+    assert "-X PATCH" in script
+    assert "-X POST" in script
+
+
+def test_tests_run_on_every_supported_python_with_lint():
+    job = JOBS["test"]
+    assert job["strategy"]["matrix"]["python"] == ["3.11", "3.12", "3.13"]
+    steps = job["steps"]
+    assert index(steps, runs("ruff check"), "linting") < index(steps, runs("pytest"), "testing")
+    cache = steps[index(steps, uses("actions/cache"), "caching the data")]
+    assert cache["with"]["key"].startswith("cal-housing-aaa5c9a6")  # the archive's sha256
+
+
+@pytest.mark.parametrize("job", sorted(JOBS))
+def test_actions_are_pinned_to_major_versions_and_no_secret_but_the_token(job):
+    for step in JOBS[job]["steps"]:
+        if "uses" in step:
+            assert re.fullmatch(r"[\w.-]+/[\w.-]+@v\d+", step["uses"]), step["uses"]
+    text = yaml.safe_dump(JOBS[job])
+    assert set(re.findall(r"secrets\.(\w+)", text)) <= {"GITHUB_TOKEN"}
+
+
+def test_the_workflow_runs_the_steps_that_ci_run_runs():
+    workflow = (REPO_ROOT / ".github" / "workflows" / "ci.yml").read_text()
+    local = (REPO_ROOT / ".ci" / "run").read_text()
+    for step in ("reproduce", "report", "plots", "gate", "container"):
+        assert f".ci/steps {step}" in workflow
+        assert f".ci/steps {step}" in local
