@@ -21,7 +21,7 @@ from stages.errors import QuantpipeError
 
 log = logging.getLogger("quantpipe")
 
-STAGES = ("params", "fetch", "split", "train", "quantize", "evaluate")
+STAGES = ("params", "fetch", "split", "train", "quantize", "integer", "cast", "evaluate")
 COMMANDS = (*STAGES, "predict", "serve", "gate")
 
 

@@ -6,10 +6,10 @@ bytes), ``metrics/compare.json`` (each quantized variant against ``fp64``, in th
 since ``dvc metrics diff`` compares revisions rather than files), ``metrics/compare.md``,
 and ``metrics/plots/fidelity.json`` (fidelity and bytes by width, for ``dvc plots``).
 
-DVC does not clean up after a width removed from ``quantize.bits``: its ``quantize@N`` entry
-stays in ``dvc.lock`` and its model file stays on disk. This stage removes both before it
-evaluates, so that what ``dvc metrics show`` and ``dvc.lock`` list is what ``params.yaml``
-asks for.
+DVC does not clean up after an item removed from a ``matrix`` (a width from
+``quantize.bits`` or ``integer.bits``, a dtype from ``quantize.casts``): its entry stays in
+``dvc.lock`` and its model file stays on disk. This stage removes both before it evaluates,
+so that what ``dvc metrics show`` and ``dvc.lock`` list is what ``params.yaml`` asks for.
 """
 
 from __future__ import annotations
@@ -29,62 +29,86 @@ from stages import cli, paths
 from stages.dataset import load_dataset
 from stages.io import write_json, write_text
 from stages.metrics import accuracy, compare, fidelity, fidelity_points, markdown_table
-from stages.modelfile import LinearModel, load_model
-from stages.params import load_params
+from stages.modelfile import IntegerModel, Model, load_model
+from stages.params import Params, load_params
 
 log = logging.getLogger("quantpipe.evaluate")
 
-QUANTIZE_STAGE = "quantize"
-_MODEL_FILE = re.compile(r"q(\d+)\.npz")
+_DERIVED_FILE = re.compile(r"(q\d+i?|float32|float16|bfloat16)\.npz")
+#: The matrix stages that write derived models, and the params list each iterates over.
+MATRIX_STAGES = ("quantize", "integer", "cast")
+
+
+def expected_variants(params: Params) -> list[str]:
+    """The derived variants ``params.yaml`` asks for, in report order."""
+    return (
+        [paths.variant_name(b) for b in sorted(params.quantize.bits)]
+        + [paths.integer_variant_name(b) for b in sorted(params.integer.bits)]
+        + list(params.quantize.casts)
+    )
+
+
+def expected_stages(params: Params) -> set[str]:
+    """The ``dvc.lock`` names of the matrix stages ``params.yaml`` asks for."""
+    return (
+        {f"quantize@{b}" for b in params.quantize.bits}
+        | {f"integer@{b}" for b in params.integer.bits}
+        | {f"cast@{d}" for d in params.quantize.casts}
+    )
 
 
 def evaluate_model(
-    model: LinearModel,
+    model: Model,
     X: np.ndarray,
     y: np.ndarray,
     reference: np.ndarray | None,
-    bits: int,
     file_bytes: int,
 ) -> dict[str, Any]:
     """The report of one variant.
 
     Parameters
     ----------
-    model : LinearModel
+    model : LinearModel or IntegerModel
     X : ndarray of shape (n_samples, n_features)
     y : ndarray of shape (n_samples,)
     reference : ndarray of shape (n_samples,) or None
         The float model's predictions on ``X``; None for the float model itself.
-    bits : int
-        64 for the float model.
     file_bytes : int
         Size of the model file on disk.
 
     Returns
     -------
     dict
-        ``bits``, ``accuracy``, ``fidelity`` (if ``reference`` is given) and ``size``.
+        ``bits``, ``accuracy``, ``fidelity`` (if ``reference`` is given; for an
+        integer-only model with ``saturated_rows``, the rows clipped to the calibrated
+        input range) and ``size``.
     """
     pred = model.predict(X)
-    report: dict[str, Any] = {"bits": bits, "accuracy": accuracy(y, pred)}
+    report: dict[str, Any] = {"bits": model.bits, "accuracy": accuracy(y, pred)}
     if reference is not None:
         report["fidelity"] = fidelity(reference, pred)
+        if isinstance(model, IntegerModel):
+            report["fidelity"]["saturated_rows"] = model.saturated_rows(X)
     report["size"] = {"param_bytes": model.param_bytes, "file_bytes": file_bytes}
     return report
 
 
-def prune_stale_widths(bits: Sequence[int], quantized_dir: Path, lockfile: Path) -> list[str]:
-    """Remove the model files and ``dvc.lock`` entries of widths no longer asked for.
+def prune_stale(
+    variants: Sequence[str], stages: set[str], models_dir: Path, lockfile: Path
+) -> list[str]:
+    """Remove the model files and ``dvc.lock`` entries that ``params.yaml`` no longer asks for.
 
     Parameters
     ----------
-    bits : sequence of int
-        The widths in ``params.yaml``.
-    quantized_dir : Path
-        Where the quantize stages write ``q{bits}.npz``.
+    variants : sequence of str
+        The derived variants asked for (``q8``, ``q8i``, ``float16`` …).
+    stages : set of str
+        Their matrix stages' names in ``dvc.lock`` (``quantize@8``, ``cast@float16`` …).
+    models_dir : Path
+        Where the derived models are written.
     lockfile : Path
-        ``dvc.lock``; its ``quantize@N`` entries for other widths are removed, the rest of
-        the file is kept as it is.
+        ``dvc.lock``; entries of the matrix stages not in ``stages`` are removed, the rest
+        of the file is kept as it is.
 
     Returns
     -------
@@ -92,11 +116,11 @@ def prune_stale_widths(bits: Sequence[int], quantized_dir: Path, lockfile: Path)
         What was removed, for the log.
     """
     removed: list[str] = []
-    keep = set(bits)
-    if quantized_dir.is_dir():
-        for path in sorted(quantized_dir.iterdir()):
-            match = _MODEL_FILE.fullmatch(path.name)
-            if match and int(match.group(1)) not in keep:
+    keep = set(variants)
+    if models_dir.is_dir():
+        for path in sorted(models_dir.iterdir()):
+            match = _DERIVED_FILE.fullmatch(path.name)
+            if match and match.group(1) not in keep:
                 path.unlink()
                 removed.append(str(path))
     if lockfile.is_file():
@@ -104,16 +128,15 @@ def prune_stale_widths(bits: Sequence[int], quantized_dir: Path, lockfile: Path)
 
         yaml = YAML()
         lock = yaml.load(lockfile.read_text(encoding="utf-8"))
-        stages = lock.get("stages", {}) if isinstance(lock, dict) else {}
+        entries = lock.get("stages", {}) if isinstance(lock, dict) else {}
         stale = [
             name
-            for name in stages
-            if name.startswith(f"{QUANTIZE_STAGE}@")
-            and name.partition("@")[2] not in {str(b) for b in keep}
+            for name in entries
+            if name.partition("@")[0] in MATRIX_STAGES and "@" in name and name not in stages
         ]
         if stale:
             for name in stale:
-                del stages[name]
+                del entries[name]
             text = io.StringIO()
             yaml.dump(lock, text)
             write_text(lockfile, text.getvalue())
@@ -123,26 +146,27 @@ def prune_stale_widths(bits: Sequence[int], quantized_dir: Path, lockfile: Path)
 
 def _body(args: argparse.Namespace) -> None:
     params = load_params(args.params)
-    for item in prune_stale_widths(params.quantize.bits, args.quantized_dir, args.lockfile):
-        log.info("removed %s: its width is no longer in quantize.bits", item)
+    variants = expected_variants(params)
+    stale = prune_stale(variants, expected_stages(params), args.quantized_dir, args.lockfile)
+    for item in stale:
+        log.info("removed %s: params.yaml no longer asks for it", item)
     test = load_dataset(args.test)
     float_model = load_model(args.model)
     reference = float_model.predict(test.X)
     reports = {
         paths.FLOAT_VARIANT: evaluate_model(
-            float_model, test.X, test.y, None, 64, args.model.stat().st_size
+            float_model, test.X, test.y, None, args.model.stat().st_size
         )
     }
-    for bits in sorted(params.quantize.bits):
-        path = paths.quantized_model_path(bits, args.quantized_dir)
-        model = load_model(path)
-        reports[paths.variant_name(bits)] = evaluate_model(
-            model, test.X, test.y, reference, bits, path.stat().st_size
+    for variant in variants:
+        path = paths.variant_path(variant, args.quantized_dir)
+        reports[variant] = evaluate_model(
+            load_model(path), test.X, test.y, reference, path.stat().st_size
         )
     for name, report in reports.items():
         write_json(args.eval_dir / f"{name}.json", report)
         log.info(
-            "%-5s R² %.4f  MSE %.4f  RMS Δpred %s  %d param bytes",
+            "%-8s R² %.4f  MSE %.4f  RMS Δpred %s  %d param bytes",
             name,
             report["accuracy"]["r2"],
             report["accuracy"]["mse"],

@@ -1,7 +1,8 @@
 """``quantpipe gate``: fail when a quantized model exceeds the accuracy budget.
 
-Reads the budget from ``params.yaml`` (``gate.max_r2_drop``, ``gate.max_pred_rmse`` per
-width) and each quantized model's figures against fp64 from ``metrics/compare.json``
+Reads the budget of each variant from ``params.yaml`` (``gate.<variant>.max_r2_drop``,
+``max_pred_rmse``, ``max_pred_p99``) and each model's figures against fp64 from
+``metrics/compare.json``
 (written by the evaluate stage), prints a markdown table of every check, and exits 1 with
 one line naming what exceeded its budget. CI runs it after ``dvc repro``.
 """
@@ -39,28 +40,38 @@ class Check:
         return self.limit is None or self.value <= self.limit
 
 
+#: Each limit, the figure of metrics/compare.json it bounds, and how to show it.
+LIMITS = {
+    "max_r2_drop": ("r2_delta", "R² drop"),
+    "max_pred_rmse": ("pred_rmse", "RMS Δpred"),
+    "max_pred_p99": ("pred_p99_abs", "p99 |Δpred|"),
+}
+
+
 def check_gate(compare: Mapping[str, Mapping[str, Any]], gate: GateParams) -> list[Check]:
-    """Every check of every quantized variant.
+    """Every check of every variant in the comparison.
 
     Parameters
     ----------
     compare : mapping
-        ``metrics/compare.json``: variant name to ``bits``, ``r2_delta`` (quantized minus
-        fp64) and ``pred_rmse``.
+        ``metrics/compare.json``: variant name to ``r2_delta`` (variant minus fp64),
+        ``pred_rmse`` and ``pred_p99_abs``.
     gate : GateParams
 
     Returns
     -------
     list of Check
-        Two per variant: the R² drop and the RMS Δprediction (limit None where the width
-        has no RMS budget).
+        One per limit of each gated variant; one with no limit for a variant not gated.
     """
     checks = []
     for variant, figures in compare.items():
-        checks.append(Check(variant, "R² drop", -figures["r2_delta"] + 0.0, gate.max_r2_drop))
-        checks.append(
-            Check(variant, "RMS Δpred", figures["pred_rmse"], gate.rmse_budget(figures["bits"]))
-        )
+        budget = gate.budget(variant)
+        if not budget:
+            checks.append(Check(variant, "RMS Δpred", figures["pred_rmse"], None))
+        for limit, value in budget.items():
+            field, label = LIMITS[limit]
+            figure = -figures[field] + 0.0 if limit == "max_r2_drop" else figures[field]
+            checks.append(Check(variant, label, figure, value))
     return checks
 
 
@@ -70,7 +81,8 @@ def markdown(checks: Sequence[Check]) -> str:
     for c in checks:
         budget = "none" if c.limit is None else f"{c.limit:.4g}"
         verdict = "pass" if c.passed else "**FAIL**"
-        lines.append(f"| {c.variant} | {c.metric} | {c.value:.4g} | {budget} | {verdict} |")
+        metric = c.metric.replace("|", "\\|")
+        lines.append(f"| {c.variant} | {metric} | {c.value:.4g} | {budget} | {verdict} |")
     return "\n".join(lines) + "\n"
 
 

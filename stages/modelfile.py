@@ -31,9 +31,11 @@ from stages.errors import ModelFileError
 from stages.io import load_npz, save_npz
 from stages.quantization import (
     SCALE_DTYPE,
+    IntegerLinear,
     QuantizedLinear,
     code_dtype,
     dequantize_codes,
+    from_bfloat16_bits,
     pack_codes,
     predict,
     unpack_codes,
@@ -43,6 +45,9 @@ FORMAT = "quantpipe-linear"
 FORMAT_VERSION = 1
 _FLOAT_MEMBERS = {"header", "coef", "intercept"}
 _QUANT_MEMBERS = {"header", "codes", "scale", "zero_point", "intercept"}
+_INT_MEMBERS = {"header", "weight_codes", "output_scale", "bias_code", "input_lo", "input_scale"}
+#: How each cast stores its values, and its width in bits.
+CAST_STORAGE = {"float32": ("<f4", 32), "float16": ("<f2", 16), "bfloat16": ("<u2", 16)}
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,8 @@ class LinearModel:
     param_bytes : int
         Bytes of the stored parameters at their stored widths (packed codes, scales, zero
         points, intercept), header excluded.
+    bits : int
+        Width of the stored coefficients: 64 for fp64, the code width, or the cast's width.
     """
 
     variant: str
@@ -68,10 +75,37 @@ class LinearModel:
     intercept: float
     header: dict[str, Any] = field(repr=False)
     param_bytes: int
+    bits: int
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predictions for ``X`` of shape (n_samples, n_features); returns shape (n_samples,)."""
         return predict(X, self.weights, self.intercept)
+
+    def saturated_rows(self, X: np.ndarray) -> int:
+        """Rows whose inputs a float model must clip: none."""
+        return 0
+
+
+@dataclass(frozen=True)
+class IntegerModel:
+    """A loaded integer-only model (:class:`stages.quantization.IntegerLinear`)."""
+
+    variant: str
+    model: IntegerLinear
+    header: dict[str, Any] = field(repr=False)
+    param_bytes: int
+    bits: int
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predictions for ``X`` of shape (n_samples, n_features); returns shape (n_samples,)."""
+        return self.model.predict(X)
+
+    def saturated_rows(self, X: np.ndarray) -> int:
+        """Rows with a feature outside the calibrated input range (clipped to it)."""
+        return int(self.model.input_codes(X)[1].sum())
+
+
+Model = LinearModel | IntegerModel
 
 
 def _header_array(header: dict[str, Any]) -> np.ndarray:
@@ -161,6 +195,46 @@ def quantized_model_arrays(
     }
 
 
+def cast_model_arrays(
+    stored_coef: np.ndarray,
+    stored_intercept: np.ndarray,
+    dtype: str,
+    feature_names: tuple[str, ...],
+    params: dict[str, Any],
+) -> dict[str, np.ndarray]:
+    """The members of a float-cast baseline: coefficients and intercept stored as ``dtype``
+    (bfloat16 as its uint16 bit patterns), from :func:`stages.quantization.cast_values`."""
+    storage = CAST_STORAGE[dtype][0]
+    header = _base_header(dtype, "cast", feature_names)
+    header["cast"] = {"dtype": dtype, "storage": np.dtype(storage).name}
+    header["params"] = params
+    return {
+        "header": _header_array(header),
+        "coef": np.asarray(stored_coef, dtype=storage),
+        "intercept": np.asarray(stored_intercept, dtype=storage).reshape(1),
+    }
+
+
+def integer_model_arrays(
+    model: IntegerLinear,
+    variant: str,
+    feature_names: tuple[str, ...],
+    params: dict[str, Any],
+) -> dict[str, np.ndarray]:
+    """The members of an integer-only model file."""
+    header = _base_header(variant, "integer", feature_names)
+    header["integer"] = {"bits": model.bits, "weight_dtype": model.weight_codes.dtype.name}
+    header["params"] = params
+    return {
+        "header": _header_array(header),
+        "weight_codes": model.weight_codes,
+        "output_scale": np.array([model.output_scale], dtype="<f8"),
+        "bias_code": np.array([model.bias_code], dtype="<i8"),
+        "input_lo": np.asarray(model.input_lo, dtype="<f8"),
+        "input_scale": np.asarray(model.input_scale, dtype="<f8"),
+    }
+
+
 def save_model(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
     """Write model members (from :func:`float_model_arrays` or
     :func:`quantized_model_arrays`) atomically."""
@@ -188,7 +262,7 @@ def _member(arrays: dict[str, np.ndarray], name: str, dtype: str, shape: tuple, 
     return array
 
 
-def model_from_arrays(arrays: dict[str, np.ndarray], path: str | Path) -> LinearModel:
+def model_from_arrays(arrays: dict[str, np.ndarray], path: str | Path) -> Model:
     """Check and interpret the members of a model file.
 
     Raises
@@ -218,9 +292,23 @@ def model_from_arrays(arrays: dict[str, np.ndarray], path: str | Path) -> Linear
     n = header.get("n_features")
     _expect(isinstance(n, int) and n > 0, path, "header has no valid n_features")
     kind = header.get("kind")
+    variant = str(header.get("variant"))
+    if kind == "integer":
+        return _integer_model(arrays, header, n, variant, path)
+    intercept_dtype = "<f8"
     if kind == "float":
         _expect(set(arrays) == _FLOAT_MEMBERS, path, f"members are {sorted(arrays)}")
         weights = _member(arrays, "coef", "<f8", (n,), path).astype(np.float64)
+        bits = 64
+    elif kind == "cast":
+        _expect(set(arrays) == _FLOAT_MEMBERS, path, f"members are {sorted(arrays)}")
+        dtype = (
+            header.get("cast", {}).get("dtype") if isinstance(header.get("cast"), dict) else None
+        )
+        _expect(dtype in CAST_STORAGE, path, f"cast dtype {dtype!r} is unknown")
+        intercept_dtype, bits = CAST_STORAGE[dtype]
+        stored = _member(arrays, "coef", intercept_dtype, (n,), path)
+        weights = from_bfloat16_bits(stored) if dtype == "bfloat16" else stored.astype(np.float64)
     elif kind == "quantized":
         _expect(set(arrays) == _QUANT_MEMBERS, path, f"members are {sorted(arrays)}")
         q = header.get("quantization")
@@ -235,24 +323,55 @@ def model_from_arrays(arrays: dict[str, np.ndarray], path: str | Path) -> Linear
         zero_point = _member(arrays, "zero_point", cdt, k, path)
         _expect(int(zero_point.max()) < 2**bits, path, f"a zero point exceeds {bits} bits")
         weights = dequantize_codes(codes, scale, zero_point)
+        bits = int(bits)
     else:
         raise ModelFileError(f"{path}: unknown model kind {kind!r}; rebuild it with `dvc repro`")
-    intercept = _member(arrays, "intercept", "<f8", (1,), path)
+    stored_intercept = _member(arrays, "intercept", intercept_dtype, (1,), path)
+    if kind == "cast" and header["cast"]["dtype"] == "bfloat16":
+        intercept = float(from_bfloat16_bits(stored_intercept)[0])
+    else:
+        intercept = float(stored_intercept[0])
     _expect(
-        bool(np.all(np.isfinite(weights))) and bool(np.isfinite(intercept[0])),
+        bool(np.all(np.isfinite(weights))) and bool(np.isfinite(intercept)),
         path,
         "parameters are not finite",
     )
     return LinearModel(
-        variant=str(header.get("variant")),
+        variant=variant,
         weights=weights,
-        intercept=float(intercept[0]),
+        intercept=intercept,
         header=header,
         param_bytes=param_bytes(arrays),
+        bits=bits,
     )
 
 
-def load_model(path: str | Path) -> LinearModel:
+def _integer_model(
+    arrays: dict[str, np.ndarray], header: dict[str, Any], n: int, variant: str, path: Path
+) -> IntegerModel:
+    _expect(set(arrays) == _INT_MEMBERS, path, f"members are {sorted(arrays)}")
+    meta = header.get("integer")
+    _expect(isinstance(meta, dict), path, "header has no integer section")
+    bits = meta.get("bits")
+    _expect(isinstance(bits, int) and 2 <= bits <= 16, path, f"bits {bits!r} not in 2-16")
+    weight_dtype = "i1" if bits <= 8 else "<i2"
+    model = IntegerLinear(
+        weight_codes=_member(arrays, "weight_codes", weight_dtype, (n,), path),
+        output_scale=float(_member(arrays, "output_scale", "<f8", (1,), path)[0]),
+        bias_code=int(_member(arrays, "bias_code", "<i8", (1,), path)[0]),
+        input_lo=_member(arrays, "input_lo", "<f8", (n,), path),
+        input_scale=_member(arrays, "input_scale", "<f8", (n,), path),
+        bits=bits,
+    )
+    finite = [model.output_scale, *model.input_lo, *model.input_scale]
+    _expect(bool(np.all(np.isfinite(finite))), path, "parameters are not finite")
+    _expect(bool(np.all(model.input_scale > 0)), path, "input scales must be > 0")
+    return IntegerModel(
+        variant=variant, model=model, header=header, param_bytes=param_bytes(arrays), bits=bits
+    )
+
+
+def load_model(path: str | Path) -> Model:
     """Load a model file with numpy alone, never unpickling.
 
     Parameters
@@ -261,7 +380,7 @@ def load_model(path: str | Path) -> LinearModel:
 
     Returns
     -------
-    LinearModel
+    LinearModel or IntegerModel
 
     Raises
     ------

@@ -11,6 +11,7 @@ import argparse
 import difflib
 import logging
 import math
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,9 @@ log = logging.getLogger("quantpipe.params")
 PARAMS_FILE = Path("params.yaml")
 SCHEMES = ("symmetric", "asymmetric")
 GRANULARITIES = ("per-tensor", "per-channel")
+ROUNDINGS = ("nearest", "data-aware")
+CASTS = ("float32", "float16", "bfloat16")
+CALIBRATIONS = ("minmax", "percentile")
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,12 @@ class QuantizeParams:
     bias_correction : bool
         Re-center the intercept so that the prediction at the training means is unchanged
         by rounding.
+    rounding : {"nearest", "data-aware"}
+        Round each coefficient to its nearest code, or choose floor or ceil for each, and
+        the clipping range, to minimise the prediction error on the training set
+        (per-tensor only; per-channel codes are exact either way).
+    casts : tuple of str
+        Float baselines to build: ``float32``, ``float16``, ``bfloat16`` (may be empty).
     """
 
     bits: tuple[int, ...] = (8, 16)
@@ -76,6 +86,8 @@ class QuantizeParams:
     granularity: str = "per-tensor"
     standardize: bool = True
     bias_correction: bool = True
+    rounding: str = "data-aware"
+    casts: tuple[str, ...] = CASTS
 
     @property
     def symmetric(self) -> bool:
@@ -96,28 +108,55 @@ class QuantizeParams:
             "granularity": self.granularity,
             "standardize": self.standardize,
             "bias_correction": self.bias_correction,
+            "rounding": self.rounding,
         }
 
 
 @dataclass(frozen=True)
-class GateParams:
-    """The accuracy budget CI enforces on every quantized model (``quantpipe gate``).
+class IntegerParams:
+    """The integer-only inference variants (``q{bits}i``).
 
     Attributes
     ----------
-    max_r2_drop : float
-        fp64's test R² minus a quantized model's, at most.
-    max_pred_rmse : tuple of (bits, float)
-        RMS of the prediction difference against fp64, at most, per width. A width with no
-        entry has no RMS budget (its R² drop is still checked).
+    bits : tuple of int
+        Widths of the weight and input codes, 2 to 16 each (may be empty).
+    calibration : {"minmax", "percentile"}
+        How each feature's input range is set from the training set.
+    percentile : float
+        With ``percentile`` calibration, the range spans this central percent, in (50, 100].
     """
 
-    max_r2_drop: float = 0.002
-    max_pred_rmse: tuple[tuple[int, float], ...] = ((8, 0.01), (16, 0.001))
+    bits: tuple[int, ...] = (8,)
+    calibration: str = "percentile"
+    percentile: float = 99.99
 
-    def rmse_budget(self, bits: int) -> float | None:
-        """The RMS Δprediction budget of a width, or None if it has none."""
-        return dict(self.max_pred_rmse).get(bits)
+    def to_dict(self) -> dict[str, Any]:
+        """The calibration keys, as in ``params.yaml``."""
+        return {"calibration": self.calibration, "percentile": self.percentile}
+
+
+GATE_LIMITS = ("max_r2_drop", "max_pred_rmse", "max_pred_p99")
+VARIANT_NAME = re.compile(r"q(\d+)i?|float32|float16|bfloat16")
+
+
+@dataclass(frozen=True)
+class GateParams:
+    """The accuracy budget CI enforces (``quantpipe gate``), per variant.
+
+    Attributes
+    ----------
+    budgets : tuple of (variant, ((limit, value), ...))
+        For each gated variant, some of: ``max_r2_drop`` (fp64's test R² minus the
+        variant's), ``max_pred_rmse`` and ``max_pred_p99`` (RMS and 99th percentile of
+        |Δprediction| against fp64). Variants not listed are reported, not gated; budgets
+        of variants not built are ignored.
+    """
+
+    budgets: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
+
+    def budget(self, variant: str) -> dict[str, float]:
+        """The limits of a variant; empty if it is not gated."""
+        return dict(dict(self.budgets).get(variant, ()))
 
 
 @dataclass(frozen=True)
@@ -126,6 +165,7 @@ class Params:
 
     data: DataParams
     quantize: QuantizeParams
+    integer: IntegerParams
     gate: GateParams
 
 
@@ -166,7 +206,19 @@ def _flag(value: Any, where: str) -> bool:
     return value
 
 
-def validate_bits(value: Any, where: str = "quantize.bits") -> tuple[int, ...]:
+def _distinct_choices(value: Any, allowed: tuple[str, ...], where: str) -> tuple[str, ...]:
+    use = f"a list of distinct values from: {', '.join(allowed)} (may be empty: [])"
+    if not isinstance(value, list) or len(set(map(repr, value))) != len(value):
+        raise ParamsError(f"params.yaml: {where} = {value!r} is not allowed; use {use}")
+    for i, item in enumerate(value):
+        if item not in allowed:
+            raise ParamsError(f"params.yaml: {where}[{i}] = {item!r} is not allowed; use {use}")
+    return tuple(value)
+
+
+def validate_bits(
+    value: Any, where: str = "quantize.bits", allow_empty: bool = False
+) -> tuple[int, ...]:
     """Validate a list of bit widths.
 
     Parameters
@@ -186,8 +238,12 @@ def validate_bits(value: Any, where: str = "quantize.bits") -> tuple[int, ...]:
     ParamsError
         If ``value`` is not a non-empty list of distinct integers from 2 to 16.
     """
-    allowed = f"a non-empty list of distinct integers from {MIN_BITS} to {MAX_BITS}, e.g. [8, 16]"
-    if not isinstance(value, list) or not value:
+    allowed = (
+        f"a list of distinct integers from {MIN_BITS} to {MAX_BITS} (may be empty: [])"
+        if allow_empty
+        else f"a non-empty list of distinct integers from {MIN_BITS} to {MAX_BITS}, e.g. [8, 16]"
+    )
+    if not isinstance(value, list) or (not value and not allow_empty):
         raise ParamsError(f"params.yaml: {where} = {value!r} is not allowed; use {allowed}")
     for i, bits in enumerate(value):
         if not _is_int(bits) or not MIN_BITS <= bits <= MAX_BITS:
@@ -212,21 +268,32 @@ def _non_negative(value: Any, where: str, strictly: bool = False) -> float:
 
 def _validate_gate(raw: Any) -> GateParams:
     gate = _mapping(raw, "gate")
-    _check_keys(gate, ("max_r2_drop", "max_pred_rmse"), "gate")
-    budgets = _mapping(gate["max_pred_rmse"], "gate.max_pred_rmse")
-    pairs = []
-    for key, value in budgets.items():
-        bits = int(key) if isinstance(key, str) and key.isdigit() else key
-        if not _is_int(bits) or not MIN_BITS <= bits <= MAX_BITS:
+    budgets = []
+    for variant, limits in gate.items():
+        if not isinstance(variant, str) or not VARIANT_NAME.fullmatch(variant):
             raise ParamsError(
-                f"params.yaml: gate.max_pred_rmse has key {key!r}; use bit widths from "
-                f"{MIN_BITS} to {MAX_BITS}, e.g. 8: 0.01"
+                f"params.yaml: gate has key {variant!r}; use variant names such as q8, q8i, float16"
             )
-        pairs.append((bits, _non_negative(value, f"gate.max_pred_rmse.{bits}", strictly=True)))
-    return GateParams(
-        max_r2_drop=_non_negative(gate["max_r2_drop"], "gate.max_r2_drop"),
-        max_pred_rmse=tuple(sorted(pairs)),
-    )
+        limits = _mapping(limits, f"gate.{variant}")
+        if not limits:
+            raise ParamsError(
+                f"params.yaml: gate.{variant} is empty; give some of: {', '.join(GATE_LIMITS)}"
+            )
+        for key in limits:
+            if key not in GATE_LIMITS:
+                hint = difflib.get_close_matches(str(key), GATE_LIMITS, n=1)
+                fix = f"did you mean '{hint[0]}'?" if hint else "allowed: " + ", ".join(GATE_LIMITS)
+                raise ParamsError(f"params.yaml: unknown key 'gate.{variant}.{key}'; {fix}")
+        checked = tuple(
+            (
+                key,
+                _non_negative(limits[key], f"gate.{variant}.{key}", strictly=key != "max_r2_drop"),
+            )
+            for key in GATE_LIMITS
+            if key in limits
+        )
+        budgets.append((variant, checked))
+    return GateParams(budgets=tuple(sorted(budgets)))
 
 
 def validate_params(raw: Any) -> Params:
@@ -248,7 +315,7 @@ def validate_params(raw: Any) -> Params:
         On the first problem found, with a message naming the key and the allowed values.
     """
     top = _mapping(raw, "the top level")
-    _check_keys(top, ("data", "quantize", "gate"), "")
+    _check_keys(top, ("data", "quantize", "integer", "gate"), "")
 
     data = _mapping(top["data"], "data")
     _check_keys(data, ("seed", "test_size"), "data")
@@ -270,8 +337,22 @@ def validate_params(raw: Any) -> Params:
 
     quant = _mapping(top["quantize"], "quantize")
     _check_keys(
-        quant, ("bits", "scheme", "granularity", "standardize", "bias_correction"), "quantize"
+        quant,
+        ("bits", "scheme", "granularity", "standardize", "bias_correction", "rounding", "casts"),
+        "quantize",
     )
+    integer = _mapping(top["integer"], "integer")
+    _check_keys(integer, ("bits", "calibration", "percentile"), "integer")
+    percentile = integer["percentile"]
+    if (
+        not isinstance(percentile, int | float)
+        or isinstance(percentile, bool)
+        or not 50 < percentile <= 100
+    ):
+        raise ParamsError(
+            f"params.yaml: integer.percentile = {percentile!r} is not allowed; use a number "
+            "above 50 and at most 100, e.g. 99.99"
+        )
     return Params(
         data=DataParams(seed=seed, test_size=test_size),
         gate=_validate_gate(top["gate"]),
@@ -281,6 +362,13 @@ def validate_params(raw: Any) -> Params:
             granularity=_choice(quant["granularity"], GRANULARITIES, "quantize.granularity"),
             standardize=_flag(quant["standardize"], "quantize.standardize"),
             bias_correction=_flag(quant["bias_correction"], "quantize.bias_correction"),
+            rounding=_choice(quant["rounding"], ROUNDINGS, "quantize.rounding"),
+            casts=_distinct_choices(quant["casts"], CASTS, "quantize.casts"),
+        ),
+        integer=IntegerParams(
+            bits=validate_bits(integer["bits"], "integer.bits", allow_empty=True),
+            calibration=_choice(integer["calibration"], CALIBRATIONS, "integer.calibration"),
+            percentile=float(percentile),
         ),
     )
 

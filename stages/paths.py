@@ -29,6 +29,16 @@ def variant_name(bits: int) -> str:
     return f"q{bits}"
 
 
+def integer_variant_name(bits: int) -> str:
+    """Name of the integer-only variant of a width: ``q8i`` for 8 bits."""
+    return f"q{bits}i"
+
+
+def variant_path(variant: str, directory: Path = QUANTIZED_DIR) -> Path:
+    """File of a derived model: ``models/quantized/q8.npz``, ``…/float16.npz``."""
+    return directory / f"{variant}.npz"
+
+
 def quantized_model_path(bits: int, directory: Path = QUANTIZED_DIR) -> Path:
     """File of the quantized model of a width: ``models/quantized/q8.npz``."""
-    return directory / f"{variant_name(bits)}.npz"
+    return variant_path(variant_name(bits), directory)

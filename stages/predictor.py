@@ -17,9 +17,18 @@ from pathlib import Path
 import numpy as np
 
 from stages.errors import ModelFileError, QuantpipeError
-from stages.modelfile import LinearModel, load_model
+from stages.modelfile import Model, load_model
 
-_QUANTIZED = re.compile(r"q(\d+)\.npz")
+#: Derived model files: q{bits}, q{bits}i (integer-only), and the float casts.
+_DERIVED = re.compile(r"(q(\d+)(i?)|float32|float16|bfloat16)\.npz")
+_CAST_ORDER = {"float32": 0, "float16": 1, "bfloat16": 2}
+
+
+def _order(match: re.Match) -> tuple[int, int]:
+    """fp64 first (not derived), then q{bits} by width, q{bits}i by width, then the casts."""
+    if match.group(2) is not None:
+        return (1 if match.group(3) else 0, int(match.group(2)))
+    return (2, _CAST_ORDER[match.group(1)])
 
 
 class UnknownModelError(QuantpipeError):
@@ -67,11 +76,11 @@ class ModelRegistry:
 
     Attributes
     ----------
-    models : mapping of str to LinearModel
-        ``fp64`` first, then the quantized variants by width.
+    models : mapping of str to LinearModel or IntegerModel
+        ``fp64`` first, then ``q{bits}`` by width, ``q{bits}i`` by width, then the casts.
     """
 
-    models: Mapping[str, LinearModel]
+    models: Mapping[str, Model]
 
     @classmethod
     def from_directory(cls, directory: str | Path = "models") -> ModelRegistry:
@@ -89,11 +98,11 @@ class ModelRegistry:
             paths.append(directory / "fp64.npz")
         quantized = directory / "quantized"
         if quantized.is_dir():
-            found = [(m, p) for p in quantized.iterdir() if (m := _QUANTIZED.fullmatch(p.name))]
-            paths.extend(p for m, p in sorted(found, key=lambda mp: int(mp[0].group(1))))
+            found = [(m, p) for p in quantized.iterdir() if (m := _DERIVED.fullmatch(p.name))]
+            paths.extend(p for m, p in sorted(found, key=lambda mp: _order(mp[0])))
         if not paths:
             raise ModelFileError(
-                f"{directory}: no model files (fp64.npz, quantized/q*.npz); run `dvc repro`"
+                f"{directory}: no model files (fp64.npz, quantized/*.npz); run `dvc repro`"
             )
         models = {}
         for path in paths:
@@ -117,7 +126,7 @@ class ModelRegistry:
     def __contains__(self, name: object) -> bool:
         return name in self.models
 
-    def get(self, name: str) -> LinearModel:
+    def get(self, name: str) -> Model:
         """The model of a variant name.
 
         Raises

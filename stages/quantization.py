@@ -297,6 +297,8 @@ def quantize_linear(
     per_channel: bool = False,
     standardize: bool = True,
     bias_correction: bool = True,
+    rounding: str = "nearest",
+    cov: np.ndarray | None = None,
 ) -> QuantizedLinear:
     """Post-training quantization of a linear model ``y = X @ coef + intercept``.
 
@@ -320,6 +322,13 @@ def quantize_linear(
         ``intercept + (coef - w_hat) @ mean``. Without it the rounding error of every
         coefficient is multiplied by its feature's mean offset (large for latitude and
         longitude).
+    rounding : {"nearest", "data-aware"}, default="nearest"
+        ``data-aware`` chooses each code's floor or ceil, and the clipping range, to
+        minimise the prediction error on the training data (:func:`quantize_data_aware`);
+        it needs ``cov`` and applies to per-tensor scales (per-channel codes are exact
+        either way).
+    cov : ndarray of shape (n_features, n_features), optional
+        Covariance of the training features, for ``data-aware`` rounding.
 
     Returns
     -------
@@ -342,7 +351,21 @@ def quantize_linear(
     if not np.isfinite(intercept):
         raise ValueError("intercept must be finite")
     fold = std if standardize else np.ones_like(std)
-    tensor = quantize(w * fold, bits, symmetric=symmetric, per_channel=per_channel)
+    if rounding == "data-aware" and not per_channel:
+        if cov is None:
+            raise ValueError("data-aware rounding needs the training covariance, cov")
+        # the prediction error's second moment: its variance if bias correction removes the
+        # mean error, else variance plus squared mean
+        moment = np.asarray(cov, dtype=np.float64)
+        if not bias_correction:
+            moment = moment + np.outer(mean, mean)
+        tensor = quantize_data_aware(
+            w * fold, moment / np.outer(fold, fold), bits, symmetric=symmetric
+        )
+    elif rounding in ("nearest", "data-aware"):
+        tensor = quantize(w * fold, bits, symmetric=symmetric, per_channel=per_channel)
+    else:
+        raise ValueError(f"unknown rounding {rounding!r}; use nearest or data-aware")
     step = _per_element(tensor.scale, w.shape[0])
     scale = (step / fold).astype(SCALE_DTYPE)
     w_hat = dequantize_codes(tensor.codes, scale, tensor.zero_point)
@@ -380,3 +403,309 @@ def predict(X: np.ndarray, weights: np.ndarray, intercept: float) -> np.ndarray:
     """
     X = np.asarray(X, dtype=np.float64)
     return np.einsum("ij,j->i", X, np.asarray(weights, dtype=np.float64)) + intercept
+
+
+# -- data-aware rounding ---------------------------------------------------------------------
+
+#: Clipping ranges tried by data-aware rounding, as fractions of the full range.
+CLIP_GRID = np.linspace(0.2, 1.0, 161)
+#: Up to this many coefficients every floor/ceil choice is tried; beyond it, coordinate descent.
+EXHAUSTIVE_MAX = 12
+
+
+def _rounding_choices(lo: np.ndarray, hi: np.ndarray, s: float, v: np.ndarray, C: np.ndarray):
+    """The floor/ceil choice (codes) minimising (v - s * codes)' C (v - s * codes)."""
+    n = v.shape[0]
+    if n <= EXHAUSTIVE_MAX:
+        picks = (np.arange(2**n)[:, None] >> np.arange(n)) & 1
+        codes = np.where(picks == 1, hi, lo)
+        d = codes * s - v
+        err = np.einsum("ki,ij,kj->k", d, C, d)
+        k = int(np.argmin(err))
+        return codes[k], float(err[k])
+    codes = np.where(np.abs(lo * s - v) <= np.abs(hi * s - v), lo, hi)
+    for _ in range(20):  # coordinate descent from round-to-nearest
+        changed = False
+        for j in range(n):
+            best = None
+            for c in {lo[j], hi[j]}:
+                trial = codes.copy()
+                trial[j] = c
+                d = trial * s - v
+                e = float(d @ C @ d)
+                if best is None or e < best[0] - 1e-18:
+                    best = (e, c)
+            if best[1] != codes[j]:
+                codes[j] = best[1]
+                changed = True
+        if not changed:
+            break
+    d = codes * s - v
+    return codes, float(d @ C @ d)
+
+
+def quantize_data_aware(
+    values: np.ndarray, C: np.ndarray, bits: int, *, symmetric: bool = True
+) -> QuantizedTensor:
+    """Per-tensor quantization that minimises a quadratic error, not each value's error.
+
+    For every clipping range in :data:`CLIP_GRID` (a fraction of the full range), chooses
+    each value's floor or ceil code so that ``(v - v_hat)' C (v - v_hat)`` is smallest, and
+    keeps the best range. With ``C`` the covariance of the features the values multiply,
+    that is the variance of the prediction error on the data ``C`` came from. Round to
+    nearest over the full range is one of the candidates, so the result is never worse on
+    that objective.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n,)
+    C : ndarray of shape (n, n)
+        Symmetric positive semi-definite.
+    bits : int
+        2 to 16.
+    symmetric : bool
+        As for :func:`quantize`.
+
+    Returns
+    -------
+    QuantizedTensor
+        One scale and zero point.
+
+    Raises
+    ------
+    ValueError
+        On bad shapes, non-finite input or bad ``bits``.
+    """
+    _check_bits(bits)
+    v = _as_finite_vector(values, "values")
+    C = np.asarray(C, dtype=np.float64)
+    if C.shape != (v.shape[0], v.shape[0]) or not np.all(np.isfinite(C)):
+        raise ValueError(f"C must be a finite ({v.shape[0]}, {v.shape[0]}) matrix")
+    full = quantize(v, bits, symmetric=symmetric)
+    if not np.any(v):
+        return full
+    best: tuple[float, QuantizedTensor] | None = None
+    for alpha in CLIP_GRID:
+        if symmetric:
+            qmax = 2 ** (bits - 1) - 1
+            s = alpha * np.max(np.abs(v)) / qmax
+            zero, qlo, qhi = 2 ** (bits - 1), -qmax, qmax
+        else:
+            levels = 2**bits - 1
+            s = alpha * (max(v.max(), 0.0) - min(v.min(), 0.0)) / levels
+            zero = int(np.clip(np.rint(-min(v.min(), 0.0) * alpha / s), 0, levels))
+            qlo, qhi = -zero, levels - zero
+        lo = np.clip(np.floor(v / s), qlo, qhi)
+        hi = np.clip(np.ceil(v / s), qlo, qhi)
+        codes, err = _rounding_choices(lo, hi, s, v, C)
+        if best is None or err < best[0]:
+            dtype = code_dtype(bits)
+            best = (
+                err,
+                QuantizedTensor(
+                    codes=(codes + zero).astype(dtype),
+                    scale=np.array([s]),
+                    zero_point=np.array([zero], dtype=dtype),
+                    bits=bits,
+                ),
+            )
+    assert best is not None
+    return best[1]
+
+
+# -- float casts -----------------------------------------------------------------------------
+
+CASTS = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}
+
+
+def to_bfloat16_bits(x: np.ndarray) -> np.ndarray:
+    """bfloat16 bit patterns (uint16) of float values, rounded to nearest, ties to even.
+
+    Parameters
+    ----------
+    x : ndarray of float, finite
+
+    Returns
+    -------
+    ndarray of uint16, the shape of ``x``
+    """
+    bits32 = np.asarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    rounded = (bits32 + 0x7FFF + ((bits32 >> 16) & 1)) >> 16
+    return rounded.astype(np.uint16)
+
+
+def from_bfloat16_bits(bits16: np.ndarray) -> np.ndarray:
+    """float64 values of bfloat16 bit patterns (uint16)."""
+    return (np.asarray(bits16, dtype=np.uint32) << 16).view(np.float32).astype(np.float64)
+
+
+def cast_values(x: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """Store values as a narrower float, as a naive baseline would.
+
+    Parameters
+    ----------
+    x : ndarray of float64
+    dtype : {"float32", "float16", "bfloat16"}
+
+    Returns
+    -------
+    stored : ndarray
+        The stored form: ``<f4``, ``<f2``, or bfloat16 bit patterns as ``<u2``.
+    decoded : ndarray of float64
+        What the stored form stands for.
+
+    Raises
+    ------
+    ValueError
+        On an unknown dtype or a value the dtype cannot hold (it would become inf).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if dtype == "bfloat16":
+        stored = to_bfloat16_bits(x).astype("<u2")
+        decoded = from_bfloat16_bits(stored)
+    elif dtype in ("float32", "float16"):
+        with np.errstate(over="ignore"):
+            stored = x.astype("<f4" if dtype == "float32" else "<f2")
+        decoded = stored.astype(np.float64)
+    else:
+        raise ValueError(f"unknown cast {dtype!r}; use one of: {', '.join(CASTS)}")
+    if not np.all(np.isfinite(decoded)):
+        raise ValueError(f"a value overflows {dtype}")
+    return stored, decoded
+
+
+# -- integer-only inference ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IntegerLinear:
+    """A linear model evaluated with integer arithmetic, in the style of TFLite / ONNX QLinear.
+
+    Each input is quantized per feature to an unsigned ``bits``-wide code calibrated on the
+    training set, ``xq = clip(rint((x - input_lo) / input_scale), 0, 2**bits - 1)``; the
+    input scales and offsets are folded into the weights and the bias, so that
+
+        acc = xq @ weight_codes + bias_code      (integer accumulation, checked for overflow)
+        y   = output_scale * acc                 (one float rescale)
+
+    Attributes
+    ----------
+    weight_codes : ndarray of shape (n_features,), signed integers
+    output_scale : float
+    bias_code : int
+    input_lo, input_scale : ndarray of shape (n_features,), float64
+    bits : int
+    """
+
+    weight_codes: np.ndarray
+    output_scale: float
+    bias_code: int
+    input_lo: np.ndarray
+    input_scale: np.ndarray
+    bits: int
+
+    def input_codes(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Quantized inputs, shape (n_samples, n_features) int64, and which rows saturated
+        (fell outside the calibrated range in some feature), shape (n_samples,) bool."""
+        levels = 2**self.bits - 1
+        codes = np.rint((np.asarray(X, dtype=np.float64) - self.input_lo) / self.input_scale)
+        saturated = ((codes < 0) | (codes > levels)).any(axis=1)
+        return np.clip(codes, 0, levels).astype(np.int64), saturated
+
+    def accumulate(self, xq: np.ndarray) -> np.ndarray:
+        """Integer accumulation, shape (n_samples,) int64.
+
+        Raises
+        ------
+        OverflowError
+            If an accumulator leaves the int32 range (it cannot, given the bound checked at
+            construction; this guards the arithmetic).
+        """
+        acc = xq @ self.weight_codes.astype(np.int64) + self.bias_code
+        if acc.size and (acc.max() > np.iinfo(np.int32).max or acc.min() < np.iinfo(np.int32).min):
+            raise OverflowError("integer accumulator left the int32 range")
+        return acc
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predictions, shape (n_samples,) float64."""
+        xq, _ = self.input_codes(X)
+        return self.output_scale * self.accumulate(xq).astype(np.float64)
+
+
+def calibrate_inputs(
+    X: np.ndarray, bits: int, calibration: str = "minmax", percentile: float = 99.9
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature input ranges for integer-only inference.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Training data.
+    bits : int
+    calibration : {"minmax", "percentile"}
+        The full training range, or the central ``percentile`` % of it (clipping outliers
+        for a finer step on typical rows).
+    percentile : float
+        In (50, 100].
+
+    Returns
+    -------
+    input_lo, input_scale : ndarray of shape (n_features,)
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if calibration == "minmax":
+        lo, hi = X.min(axis=0), X.max(axis=0)
+    elif calibration == "percentile":
+        lo = np.percentile(X, 100.0 - percentile, axis=0)
+        hi = np.percentile(X, percentile, axis=0)
+    else:
+        raise ValueError(f"unknown calibration {calibration!r}; use minmax or percentile")
+    span = np.where(hi > lo, hi - lo, 1.0)
+    return lo, span / (2**bits - 1)
+
+
+def quantize_integer(
+    coef: np.ndarray,
+    intercept: float,
+    X_train: np.ndarray,
+    *,
+    bits: int,
+    calibration: str = "minmax",
+    percentile: float = 99.9,
+) -> IntegerLinear:
+    """Build an integer-only model from a float linear model and its training data.
+
+    The weight per input code, ``w * input_scale``, is quantized symmetrically (one scale,
+    ``bits`` wide) with data-aware rounding against the covariance of the input codes; the
+    input offsets and the bias are folded into one integer bias, corrected so that the
+    prediction at the training mean of the codes is the float model's.
+
+    Raises
+    ------
+    ValueError
+        On bad shapes or if the int32 accumulator could overflow for some input.
+    """
+    w = _as_finite_vector(coef, "coef")
+    lo, sx = calibrate_inputs(X_train, bits, calibration, percentile)
+    w_code = w * sx  # the weight of one input code step
+    levels = 2**bits - 1
+    xq = np.clip(np.rint((X_train - lo) / sx), 0, levels)
+    C = np.cov(xq, rowvar=False, bias=True).reshape(w.shape[0], w.shape[0])
+    tensor = quantize_data_aware(w_code, C, bits, symmetric=True)
+    S = float(tensor.scale[0])
+    Wq = tensor.codes.astype(np.int64) - int(tensor.zero_point[0])
+    # y = w @ x + b = w_code @ (x - lo) / sx + (b + w @ lo); bias-correct at the mean code
+    b_folded = float(intercept) + float(w @ lo) + float((w_code - S * Wq) @ xq.mean(axis=0))
+    B = int(np.rint(b_folded / S))
+    bound = int(np.abs(Wq).sum()) * levels + abs(B)
+    if bound > np.iinfo(np.int32).max:
+        raise ValueError(f"the int32 accumulator could overflow (bound {bound}); use fewer bits")
+    dtype = np.int8 if bits <= 8 else np.int16
+    return IntegerLinear(
+        weight_codes=Wq.astype(dtype),
+        output_scale=S,
+        bias_code=B,
+        input_lo=lo,
+        input_scale=sx,
+        bits=bits,
+    )

@@ -15,6 +15,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from stages import cli, paths
 from stages.dataset import load_dataset
 from stages.errors import DataError, ModelFileError, ParamsError
@@ -46,6 +48,7 @@ def _body(args: argparse.Namespace) -> None:
             f"{train.X.shape[1]} features; rebuild both with `dvc repro`"
         )
     mean, std = feature_stats(train.X)
+    cov = np.cov(train.X, rowvar=False, bias=True).reshape(len(mean), len(mean))
     quantized = quantize_linear(
         model.weights,
         model.intercept,
@@ -56,6 +59,8 @@ def _body(args: argparse.Namespace) -> None:
         per_channel=qp.per_channel,
         standardize=qp.standardize,
         bias_correction=qp.bias_correction,
+        rounding=qp.rounding,
+        cov=cov,
     )
     variant = paths.variant_name(bits)
     arrays = quantized_model_arrays(
@@ -69,10 +74,11 @@ def _body(args: argparse.Namespace) -> None:
     out = args.out or paths.quantized_model_path(bits)
     save_model(out, arrays)
     log.info(
-        "%s: %s %s, standardize=%s, bias_correction=%s; %d parameter bytes; wrote %s",
+        "%s: %s %s, %s rounding, standardize=%s, bias_correction=%s; %d parameter bytes; wrote %s",
         variant,
         qp.scheme,
         qp.granularity,
+        qp.rounding,
         qp.standardize,
         qp.bias_correction,
         param_bytes(arrays),

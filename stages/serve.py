@@ -368,7 +368,7 @@ def create_app(registry: ModelRegistry, max_body_bytes: int = DEFAULT_MAX_BODY_B
                 "parameters": {
                     "feature_names": list(registry.feature_names),
                     "kind": model.header["kind"],
-                    "bits": model.header.get("quantization", {}).get("bits", 64),
+                    "bits": model.bits,
                     "param_bytes": model.param_bytes,
                 },
             }

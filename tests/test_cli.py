@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from stages import cli
-from stages.evaluate import prune_stale_widths
+from stages.evaluate import prune_stale
 from stages.modelfile import quantized_model_arrays, save_model
 from stages.quantization import quantize_linear
 from tests.conftest import REPO_ROOT
@@ -28,6 +28,13 @@ def run(args, cwd):
 
 def files_in(directory: Path) -> set[str]:
     return {str(p.relative_to(directory)) for p in directory.rglob("*")}
+
+
+STAGE_ARGS = {
+    "quantize": ["--bits", "8"],
+    "integer": ["--bits", "8"],
+    "cast": ["--dtype", "float16"],
+}
 
 
 def run_main(stage, argv, capsys):
@@ -61,14 +68,12 @@ def test_a_stage_as_a_process_exits_1_with_one_line_and_no_traceback(tmp_path):
 
 def test_quantpipe_command_dispatches_to_stages(capsys):
     assert cli.main(["--help"]) == 0
-    assert (
-        "usage: quantpipe {params,fetch,split,train,quantize,evaluate,predict,serve,gate}"
-        in capsys.readouterr().out
-    )
+    usage = "usage: quantpipe {params,fetch,split,train,quantize,integer,cast,evaluate,predict,"
+    assert usage + "serve,gate}" in capsys.readouterr().out
     assert cli.main(["bogus"]) == 2
     assert capsys.readouterr().err == (
         "error: unknown command 'bogus'; choose one of: params, fetch, split, train, quantize, "
-        "evaluate, predict, serve, gate\n"
+        "integer, cast, evaluate, predict, serve, gate\n"
     )
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["quantize", "--help"])
@@ -83,7 +88,7 @@ def test_misspelt_key_stops_every_stage_with_one_line(stage, tmp_path, monkeypat
     params["quantize"]["bitz"] = [4]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     before = files_in(tmp_path)
-    extra = ["--bits", "8"] if stage == "quantize" else []
+    extra = STAGE_ARGS.get(stage, [])
     status, err = run_main(stage, extra, capsys)
     assert status == 1
     assert err == "error: params.yaml: unknown key 'quantize.bitz'; did you mean 'bits'?\n"
@@ -96,13 +101,15 @@ def test_misspelt_key_stops_every_stage_with_one_line(stage, tmp_path, monkeypat
         ("split", "error: data/raw/california_housing.npz: not found; run `dvc repro`"),
         ("train", "error: data/split/train.npz: not found; run `dvc repro`"),
         ("quantize", "error: models/fp64.npz: not found; run `dvc repro`"),
+        ("integer", "error: models/fp64.npz: not found; run `dvc repro`"),
+        ("cast", "error: models/fp64.npz: not found; run `dvc repro`"),
         ("evaluate", "error: data/split/test.npz: not found; run `dvc repro`"),
     ],
 )
 def test_missing_inputs_give_one_line(stage, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text((REPO_ROOT / "params.yaml").read_text())
-    extra = ["--bits", "8"] if stage == "quantize" else []
+    extra = STAGE_ARGS.get(stage, [])
     status, err = run_main(stage, extra, capsys)
     assert status == 1
     assert err.startswith(message)
@@ -139,35 +146,51 @@ stages:
     cmd: python -m stages.quantize --bits 4
   quantize@8:
     cmd: python -m stages.quantize --bits 8
-  quantize@16:
-    cmd: python -m stages.quantize --bits 16
+  integer@8:
+    cmd: python -m stages.integer --bits 8
+  cast@float16:
+    cmd: python -m stages.cast --dtype float16
+  cast@bfloat16:
+    cmd: python -m stages.cast --dtype bfloat16
 """
 
 
-def test_prune_stale_widths_removes_files_and_lock_entries(tmp_path):
+def test_prune_stale_removes_files_and_lock_entries(tmp_path):
     models = tmp_path / "quantized"
     models.mkdir()
-    for name in ("q4.npz", "q8.npz", "q16.npz", "notes.txt"):
+    for name in ("q4.npz", "q8.npz", "q8i.npz", "float16.npz", "bfloat16.npz", "notes.txt"):
         (models / name).write_text("x")
     lock = tmp_path / "dvc.lock"
     lock.write_text(LOCK)
-    removed = prune_stale_widths([8], models, lock)
-    assert sorted(p.name for p in models.iterdir()) == ["notes.txt", "q8.npz"]
-    assert yaml.safe_load(lock.read_text())["stages"].keys() == {"train", "quantize@8"}
+    removed = prune_stale(["q8", "bfloat16"], {"quantize@8", "cast@bfloat16"}, models, lock)
+    assert sorted(p.name for p in models.iterdir()) == ["bfloat16.npz", "notes.txt", "q8.npz"]
+    assert yaml.safe_load(lock.read_text())["stages"].keys() == {
+        "train",
+        "quantize@8",
+        "cast@bfloat16",
+    }
     assert removed == [
-        str(models / "q16.npz"),
+        str(models / "float16.npz"),
         str(models / "q4.npz"),
+        str(models / "q8i.npz"),
         f"{lock}:quantize@4",
-        f"{lock}:quantize@16",
+        f"{lock}:integer@8",
+        f"{lock}:cast@float16",
     ]
     # the rest of the lock file is kept as DVC wrote it
-    assert lock.read_text() == LOCK.replace(
-        "  quantize@4:\n    cmd: python -m stages.quantize --bits 4\n", ""
-    ).replace("  quantize@16:\n    cmd: python -m stages.quantize --bits 16\n", "")
+    kept = "".join(
+        line + "\n"
+        for line in LOCK.splitlines()
+        if not any(
+            k in line for k in ("@4", "integer", "cast@float16", "--dtype float16", "--bits 4")
+        )
+    )
+    assert lock.read_text() == kept
 
 
-def test_prune_stale_widths_with_nothing_to_do(tmp_path):
+def test_prune_stale_with_nothing_to_do(tmp_path):
     lock = tmp_path / "dvc.lock"
     lock.write_text(LOCK)
-    assert prune_stale_widths([4, 8, 16], tmp_path / "missing", lock) == []
+    stages = {"quantize@4", "quantize@8", "integer@8", "cast@float16", "cast@bfloat16"}
+    assert prune_stale(["q4"], stages, tmp_path / "missing", lock) == []
     assert lock.read_text() == LOCK

@@ -11,11 +11,19 @@ from stages.params import GateParams
 from tests.conftest import REPO_ROOT
 
 COMPARE = {
-    "q8": {"bits": 8, "r2_delta": -0.001, "pred_rmse": 0.005},
-    "q4": {"bits": 4, "r2_delta": -0.03, "pred_rmse": 0.12},
-    "q16": {"bits": 16, "r2_delta": 0.0005, "pred_rmse": 0.002},
+    "q8": {"bits": 8, "r2_delta": -0.001, "pred_rmse": 0.005, "pred_p99_abs": 0.01},
+    "q4": {"bits": 4, "r2_delta": -0.03, "pred_rmse": 0.12, "pred_p99_abs": 0.3},
+    "q16": {"bits": 16, "r2_delta": 0.0005, "pred_rmse": 0.002, "pred_p99_abs": 0.004},
+    "float16": {"bits": 16, "r2_delta": 0.0, "pred_rmse": 0.02, "pred_p99_abs": 0.02},
 }
-BUDGET = GateParams(max_r2_drop=0.002, max_pred_rmse=((8, 0.01), (16, 0.001)))
+BUDGET = GateParams(
+    budgets=(
+        ("q8", (("max_r2_drop", 0.002), ("max_pred_rmse", 0.01))),
+        ("q4", (("max_r2_drop", 0.002),)),
+        ("q16", (("max_pred_rmse", 0.001), ("max_pred_p99", 0.01))),
+        ("q2", (("max_pred_rmse", 0.5),)),  # not built: ignored
+    )
+)
 
 
 def test_check_gate_known_answer():
@@ -24,17 +32,27 @@ def test_check_gate_known_answer():
     assert checks["q8", "R² drop"].passed
     assert checks["q8", "RMS Δpred"].passed
     assert not checks["q4", "R² drop"].passed
-    assert checks["q4", "RMS Δpred"].limit is None  # no budget for 4 bits
-    assert checks["q4", "RMS Δpred"].passed
-    assert checks["q16", "R² drop"].value == -0.0005  # an R² gain is no drop
+    assert ("q4", "RMS Δpred") not in checks  # q4 has no RMS budget
     assert not checks["q16", "RMS Δpred"].passed
+    assert checks["q16", "p99 |Δpred|"].passed
+    assert checks["float16", "RMS Δpred"].limit is None  # not gated: reported only
+    assert checks["float16", "RMS Δpred"].passed
+    assert {c.variant for c in checks.values()} == set(COMPARE)
 
 
-def test_markdown_marks_failures():
+def test_an_r2_gain_is_no_drop():
+    budget = GateParams(budgets=(("q16", (("max_r2_drop", 0.0),)),))
+    (check,) = gate.check_gate({"q16": COMPARE["q16"]}, budget)
+    assert check.value == -0.0005
+    assert check.passed
+
+
+def test_markdown_marks_failures_and_escapes_pipes():
     table = gate.markdown(gate.check_gate(COMPARE, BUDGET)).splitlines()
     assert table[0] == "| variant | check | value | budget | |"
-    assert "| q4 | RMS Δpred | 0.12 | none | pass |" in table
+    assert "| float16 | RMS Δpred | 0.02 | none | pass |" in table
     assert "| q16 | RMS Δpred | 0.002 | 0.001 | **FAIL** |" in table
+    assert "| q16 | p99 \\|Δpred\\| | 0.004 | 0.01 | pass |" in table
 
 
 def _run(tmp_path, monkeypatch, capsys, compare):
@@ -47,11 +65,12 @@ def _run(tmp_path, monkeypatch, capsys, compare):
 
 
 def test_gate_command_fails_with_one_line_naming_each_excess(tmp_path, monkeypatch, capsys):
+    # the committed budget: q8 RMS <= 0.005, q16 RMS <= 0.001
     status, out = _run(tmp_path, monkeypatch, capsys, json.dumps(COMPARE))
     assert status == 1
-    assert "| q4 | R² drop | 0.03 | 0.002 | **FAIL** |" in out.out
+    assert "| q16 | RMS Δpred | 0.002 | 0.001 | **FAIL** |" in out.out
     assert out.err == (
-        "error: accuracy budget exceeded: q4 R² drop 0.03 > 0.002; q16 RMS Δpred 0.002 > "
+        "error: accuracy budget exceeded: q4 RMS Δpred 0.12 > 0.06; q16 RMS Δpred 0.002 > "
         "0.001 (budget: gate in params.yaml)\n"
     )
 

@@ -19,8 +19,16 @@ GOOD = {
         "granularity": "per-tensor",
         "standardize": True,
         "bias_correction": True,
+        "rounding": "data-aware",
+        "casts": ["float32", "float16", "bfloat16"],
     },
-    "gate": {"max_r2_drop": 0.002, "max_pred_rmse": {8: 0.01, 16: 0.001}},
+    "integer": {"bits": [8], "calibration": "percentile", "percentile": 99.99},
+    "gate": {
+        "q16": {"max_r2_drop": 0.002, "max_pred_rmse": 0.001},
+        "q8": {"max_r2_drop": 0.002, "max_pred_rmse": 0.005},
+        "q4": {"max_pred_rmse": 0.06},
+        "q8i": {"max_pred_p99": 0.1},
+    },
 }
 
 
@@ -39,16 +47,22 @@ def test_committed_params_file_is_valid_and_has_the_documented_defaults():
     assert not params.quantize.per_channel
     assert params.quantize.standardize
     assert params.quantize.bias_correction
-    assert params.gate.max_r2_drop == 0.002
-    assert params.gate.rmse_budget(8) == 0.01
-    assert params.gate.rmse_budget(16) == 0.001
-    assert params.gate.rmse_budget(4) is None
+    assert params.quantize.rounding == "data-aware"
+    assert params.quantize.casts == ("float32", "float16", "bfloat16")
+    assert params.integer.bits == (8,)
+    assert params.gate.budget("q8") == {"max_r2_drop": 0.002, "max_pred_rmse": 0.005}
+    assert params.gate.budget("q8i") == {"max_pred_p99": 0.1}
+    assert params.gate.budget("float16") == {}
 
 
-def test_gate_budget_keys_may_be_digit_strings():
-    """`dvc exp run -S` may write the widths as strings."""
-    params = validate_params(with_value("gate", "max_pred_rmse", {"4": 0.2, 8: 0.01}))
-    assert params.gate.max_pred_rmse == ((4, 0.2), (8, 0.01))
+def test_empty_casts_integer_widths_and_gate_are_allowed():
+    raw = with_value("quantize", "casts", [])
+    raw["integer"]["bits"] = []
+    raw["gate"] = {}
+    params = validate_params(raw)
+    assert params.quantize.casts == ()
+    assert params.integer.bits == ()
+    assert params.gate.budgets == ()
 
 
 def test_params_are_frozen():
@@ -70,15 +84,15 @@ def test_params_are_frozen():
         ),
         (
             {**GOOD, "train": {}},
-            r"^params.yaml: unknown key 'train'; allowed keys: data, quantize, gate$",
+            r"^params.yaml: unknown key 'train'; allowed keys: data, quantize, integer, gate$",
         ),
         ({"data": GOOD["data"]}, r"^params.yaml: missing key 'quantize'; add it"),
         (
-            {"data": {"seed": 1}, "quantize": GOOD["quantize"], "gate": GOOD["gate"]},
+            {**GOOD, "data": {"seed": 1}},
             r"^params.yaml: missing key 'data.test_size'",
         ),
         ([1, 2], r"^params.yaml: 'the top level' must be a mapping"),
-        ({"data": 3, "quantize": {}, "gate": {}}, r"^params.yaml: 'data' must be a mapping"),
+        ({**GOOD, "data": 3}, r"^params.yaml: 'data' must be a mapping"),
         (
             with_value("quantize", "bits", []),
             r"^params.yaml: quantize.bits = \[\] is not allowed; use a non-empty list of "
@@ -123,20 +137,55 @@ def test_params_are_frozen():
         ),
         (with_value("quantize", "bias_correction", 1), r"quantize.bias_correction = 1 is not"),
         (
-            with_value("gate", "max_r2_drop", -0.1),
-            r"^params.yaml: gate.max_r2_drop = -0.1 is not allowed; use a number >= 0$",
-        ),
-        (with_value("gate", "max_r2_drop", "small"), r"gate.max_r2_drop = 'small' is not"),
-        (
-            with_value("gate", "max_pred_rmse", {1: 0.5}),
-            r"^params.yaml: gate.max_pred_rmse has key 1; use bit widths from 2 to 16, e.g. 8",
+            with_value("gate", "q8", {"max_r2_drop": -0.1}),
+            r"^params.yaml: gate.q8.max_r2_drop = -0.1 is not allowed; use a number >= 0$",
         ),
         (
-            with_value("gate", "max_pred_rmse", {8: 0}),
-            r"^params.yaml: gate.max_pred_rmse.8 = 0 is not allowed; use a number > 0$",
+            with_value("gate", "q8", {"max_pred_rmse": 0}),
+            r"^params.yaml: gate.q8.max_pred_rmse = 0 is not allowed; use a number > 0$",
         ),
-        (with_value("gate", "max_pred_rmse", [0.01]), r"'gate.max_pred_rmse' must be a mapping"),
-        (with_value("gate", "max_rmse", 1), r"unknown key 'gate.max_rmse'; did you mean"),
+        (with_value("gate", "q8", {"max_pred_p99": "small"}), r"max_pred_p99 = 'small' is not"),
+        (
+            with_value("gate", "q8", {"max_rmse": 0.1}),
+            r"^params.yaml: unknown key 'gate.q8.max_rmse'; did you mean 'max_pred_rmse'\?$",
+        ),
+        (with_value("gate", "q8", {}), r"^params.yaml: gate.q8 is empty; give some of: max_r2"),
+        (with_value("gate", "q8", 0.01), r"^params.yaml: 'gate.q8' must be a mapping"),
+        (
+            with_value("gate", "fp16", {"max_pred_rmse": 0.1}),
+            r"^params.yaml: gate has key 'fp16'; use variant names such as q8, q8i, float16$",
+        ),
+        (
+            with_value("quantize", "rounding", "stochastic"),
+            r"^params.yaml: quantize.rounding = 'stochastic' is not allowed; use one of: "
+            r"nearest, data-aware$",
+        ),
+        (
+            with_value("quantize", "casts", ["float8"]),
+            r"^params.yaml: quantize.casts\[0\] = 'float8' is not allowed; use a list of "
+            r"distinct values from: float32, float16, bfloat16 \(may be empty: \[\]\)$",
+        ),
+        (with_value("quantize", "casts", "float16"), r"quantize.casts = 'float16' is not allowed"),
+        (
+            with_value("quantize", "casts", ["float16", "float16"]),
+            r"quantize.casts = \['float16', 'float16'\] is not allowed",
+        ),
+        (
+            with_value("integer", "bits", [1]),
+            r"^params.yaml: integer.bits\[0\] = 1 is not allowed; use a list of distinct "
+            r"integers from 2 to 16 \(may be empty: \[\]\)$",
+        ),
+        (
+            with_value("integer", "calibration", "mse"),
+            r"integer.calibration = 'mse' is not allowed; use one of: minmax, percentile$",
+        ),
+        (
+            with_value("integer", "percentile", 50),
+            r"^params.yaml: integer.percentile = 50 is not allowed; use a number above 50 and "
+            r"at most 100, e.g. 99.99$",
+        ),
+        (with_value("integer", "percentile", 100.5), r"integer.percentile = 100.5 is not"),
+        (with_value("integer", "seed", 1), r"unknown key 'integer.seed'"),
     ],
 )
 def test_bad_params_name_the_key_and_the_allowed_values(raw, message):

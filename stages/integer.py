@@ -1,0 +1,81 @@
+"""Stage ``integer``: an integer-only inference variant of the float model, ``q{bits}i``.
+
+Inputs are quantized per feature to ``bits``-wide codes calibrated on the training set
+(``integer.calibration``: min-max or percentile), the input scales are folded into the
+weights, the accumulation is integer (checked for int32 overflow) and one float rescale
+gives the prediction (see :func:`stages.quantization.quantize_integer`). ``dvc.yaml`` runs
+it once per entry of ``integer.bits``, each writing ``models/quantized/q{bits}i.npz``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from stages import cli, paths
+from stages.dataset import load_dataset
+from stages.errors import ModelFileError, ParamsError
+from stages.modelfile import integer_model_arrays, load_model, param_bytes, save_model
+from stages.params import load_params
+from stages.quantization import MAX_BITS, MIN_BITS, quantize_integer
+
+log = logging.getLogger("quantpipe.integer")
+
+
+def _body(args: argparse.Namespace) -> None:
+    params = load_params(args.params)
+    bits = args.bits
+    if not MIN_BITS <= bits <= MAX_BITS:
+        raise ParamsError(
+            f"--bits {bits} is not allowed; use an integer from {MIN_BITS} to {MAX_BITS}"
+        )
+    model = load_model(args.model)
+    if model.header["kind"] != "float":
+        raise ModelFileError(f"{args.model} is a {model.header['kind']} model; use the float model")
+    train = load_dataset(args.train)
+    ip = params.integer
+    try:
+        integer = quantize_integer(
+            model.weights,
+            model.intercept,
+            train.X,
+            bits=bits,
+            calibration=ip.calibration,
+            percentile=ip.percentile,
+        )
+    except ValueError as exc:
+        raise ParamsError(f"integer.bits: {exc}") from None
+    variant = paths.integer_variant_name(bits)
+    arrays = integer_model_arrays(
+        integer,
+        variant,
+        train.feature_names,
+        {"data": params.data.to_dict(), "integer": {"bits": bits, **ip.to_dict()}},
+    )
+    out = args.out or paths.variant_path(variant)
+    save_model(out, arrays)
+    log.info(
+        "%s: %s calibration; %d parameter bytes; wrote %s",
+        variant,
+        ip.calibration,
+        param_bytes(arrays),
+        out,
+    )
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m stages.integer") -> int:
+    """Run the stage; returns the exit status."""
+    p = cli.parser(prog, __doc__.split("\n\n")[0])
+    p.add_argument("--bits", type=int, required=True, help="width of weight and input codes")
+    p.add_argument("--params", type=Path, default=paths.PARAMS, help="params file")
+    p.add_argument("--model", type=Path, default=paths.FLOAT_MODEL, help="float model .npz")
+    p.add_argument("--train", type=Path, default=paths.TRAIN_DATA, help="training .npz")
+    p.add_argument("--out", type=Path, default=None, help="output (default models/quantized/)")
+    return cli.run(_body, p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
