@@ -12,14 +12,16 @@ from numpy.testing import assert_allclose, assert_array_equal
 from stages.errors import ModelFileError
 from stages.io import atomic_path, load_npz, save_npz, write_json
 from stages.modelfile import (
+    cast_model_arrays,
     float_model_arrays,
+    integer_model_arrays,
     load_model,
     model_from_arrays,
     param_bytes,
     quantized_model_arrays,
     save_model,
 )
-from stages.quantization import quantize_linear
+from stages.quantization import cast_values, quantize_integer, quantize_linear
 
 NAMES = ("a", "b", "c")
 COEF = np.array([0.5, -2.0, 0.125])
@@ -210,3 +212,55 @@ def test_model_file_is_a_valid_zip_with_fixed_timestamps(tmp_path):
     save_model(tmp_path / "q.npz", arrays)
     with zipfile.ZipFile(tmp_path / "q.npz") as zf:
         assert {info.date_time for info in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+
+
+@pytest.mark.parametrize(
+    ("dtype", "nbytes", "bits"), [("float32", 16, 32), ("float16", 8, 16), ("bfloat16", 8, 16)]
+)
+def test_cast_model_round_trip(tmp_path, dtype, nbytes, bits):
+    stored, decoded = cast_values(np.append(COEF, 0.25), dtype)
+    save_model(tmp_path / "c.npz", cast_model_arrays(stored[:-1], stored[-1:], dtype, NAMES, {}))
+    model = load_model(tmp_path / "c.npz")
+    assert_array_equal(model.weights, decoded[:-1])
+    assert model.intercept == decoded[-1]
+    assert model.param_bytes == nbytes
+    assert model.bits == bits
+    assert model.header["cast"]["dtype"] == dtype
+
+
+def test_cast_model_with_unknown_dtype():
+    stored, _ = cast_values(np.append(COEF, 0.25), "float16")
+    arrays = cast_model_arrays(stored[:-1], stored[-1:], "float16", NAMES, {})
+    header = json.loads(arrays["header"].tobytes())
+    header["cast"]["dtype"] = "float8"
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    with pytest.raises(ModelFileError, match=r"cast dtype 'float8' is unknown"):
+        model_from_arrays(arrays, "m.npz")
+
+
+def _integer_arrays():
+    X = np.random.default_rng(0).normal(MEAN, STD, size=(500, 3))
+    integer = quantize_integer(COEF, 0.25, X, bits=8)
+    return integer, X, integer_model_arrays(integer, "q8i", NAMES, {"x": 1})
+
+
+def test_integer_model_round_trip(tmp_path):
+    integer, X, arrays = _integer_arrays()
+    save_model(tmp_path / "q8i.npz", arrays)
+    model = load_model(tmp_path / "q8i.npz")
+    assert model.variant == "q8i"
+    assert model.bits == 8
+    assert_array_equal(model.predict(X), integer.predict(X))
+    assert model.param_bytes == 3 + 8 + 8 + 3 * 8 + 3 * 8
+    assert model.saturated_rows(X * 10) > 0
+
+
+def test_integer_model_with_a_bad_member():
+    _, _, arrays = _integer_arrays()
+    arrays["input_scale"] = np.zeros(3)
+    with pytest.raises(ModelFileError, match="input scales must be > 0"):
+        model_from_arrays(arrays, "m.npz")
+    _, _, arrays = _integer_arrays()
+    arrays["weight_codes"] = arrays["weight_codes"].astype(np.int16)
+    with pytest.raises(ModelFileError, match=r"member 'weight_codes' is int16\[3\], expected int8"):
+        model_from_arrays(arrays, "m.npz")

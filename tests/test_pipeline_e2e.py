@@ -20,6 +20,7 @@ import yaml
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
+VARIANTS = ("fp64", "q8", "q16", "q8i", "float32", "float16", "bfloat16")
 
 
 def _git(*args, cwd):
@@ -88,12 +89,17 @@ def test_reference_figures(repo):
     fp64 = repo.metrics("fp64")["accuracy"]
     assert round(fp64["r2"], 4) == 0.5758
     assert round(fp64["mse"], 4) == 0.5559
-    q16, q8 = repo.metrics("q16"), repo.metrics("q8")
+    q16, q8, q8i = repo.metrics("q16"), repo.metrics("q8"), repo.metrics("q8i")
     assert q16["fidelity"]["rmse"] <= 1e-3
-    assert q8["fidelity"]["rmse"] <= 0.01
+    assert q8["fidelity"]["rmse"] <= 0.005
     assert abs(q8["accuracy"]["r2"] - fp64["r2"]) <= 0.002
+    assert q8i["fidelity"]["p99_abs"] <= 0.1
+    assert 0 < q8i["fidelity"]["saturated_rows"] < 10
+    sizes = {v: repo.metrics(v)["size"]["param_bytes"] for v in VARIANTS}
+    assert sizes["float32"] == 36
+    assert sizes["float16"] == sizes["bfloat16"] == 18
     compare = json.loads((repo.path / "metrics" / "compare.json").read_text())
-    assert set(compare) == {"q8", "q16"}
+    assert set(compare) == set(VARIANTS) - {"fp64"}
 
 
 def test_committed_lock_and_metrics_are_what_the_code_builds(repo):
@@ -104,7 +110,7 @@ def test_committed_lock_and_metrics_are_what_the_code_builds(repo):
 def test_metrics_show_lists_every_variant(repo):
     shown = json.loads(repo.dvc("metrics", "show", "--json").stdout)
     files = shown[""]["data"]
-    assert {Path(f).name for f in files} == {"fp64.json", "q8.json", "q16.json", "compare.json"}
+    assert {Path(f).name for f in files} == {f"{v}.json" for v in VARIANTS} | {"compare.json"}
 
 
 def test_batch_predictions_reproduce_the_evaluate_stage_exactly(repo):
@@ -118,7 +124,7 @@ def test_batch_predictions_reproduce_the_evaluate_stage_exactly(repo):
         + "\n"
         + "".join(",".join(map(repr, row)) + "\n" for row in test.X.tolist())
     )
-    for variant in ("fp64", "q8", "q16"):
+    for variant in VARIANTS:
         result = subprocess.run(
             [sys.executable, "-m", "stages.predict", "--model", variant, "-q"],
             input=rows,
@@ -135,19 +141,27 @@ def test_batch_predictions_reproduce_the_evaluate_stage_exactly(repo):
 
 def test_changing_widths_leaves_nothing_stale_and_bad_params_stop_the_run(repo):
     """Runs after the tests above, on the same copy: widths [4, 8], then a misspelt key."""
-    repo.set_params(lambda p: p["quantize"].update(bits=[4, 8]))
+
+    def edit(params):
+        params["quantize"].update(bits=[4, 8], casts=["bfloat16"])
+        params["integer"]["bits"] = []
+
+    repo.set_params(edit)
     repo.dvc("repro")
     assert sorted(p.name for p in (repo.path / "metrics" / "eval").iterdir()) == [
+        "bfloat16.json",
         "fp64.json",
         "q4.json",
         "q8.json",
     ]
     assert sorted(p.name for p in (repo.path / "models" / "quantized").iterdir()) == [
+        "bfloat16.npz",
         "q4.npz",
         "q8.npz",
     ]
     lock = yaml.safe_load((repo.path / "dvc.lock").read_text())
-    assert {s for s in lock["stages"] if s.startswith("quantize@")} == {"quantize@4", "quantize@8"}
+    assert {s for s in lock["stages"] if "@" in s} == {"quantize@4", "quantize@8", "cast@bfloat16"}
+    assert repo.metrics("q4")["fidelity"]["rmse"] <= 0.06
     shown = json.loads(repo.dvc("metrics", "show", "--json").stdout)[""]["data"]
     assert "metrics/eval/q16.json" not in shown
     assert "q16" not in json.loads((repo.path / "metrics" / "compare.json").read_text())

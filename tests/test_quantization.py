@@ -9,14 +9,21 @@ from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
 from stages.quantization import (
+    IntegerLinear,
+    calibrate_inputs,
+    cast_values,
     code_dtype,
     dequantize,
     dequantize_codes,
     feature_stats,
+    from_bfloat16_bits,
     pack_codes,
     predict,
     quantize,
+    quantize_data_aware,
+    quantize_integer,
     quantize_linear,
+    to_bfloat16_bits,
     unpack_codes,
 )
 
@@ -292,3 +299,156 @@ def test_a_rows_prediction_does_not_depend_on_its_batch(seed, n_rows, n_features
     assert_array_equal(np.concatenate([predict(X[:cut], w, 0.7), predict(X[cut:], w, 0.7)]), whole)
     row = rng.integers(n_rows)
     assert predict(X[row : row + 1], w, 0.7)[0] == whole[row]
+
+
+# -- data-aware rounding ---------------------------------------------------------------------
+
+
+def _objective(v, v_hat, C):
+    d = v_hat - v
+    return float(d @ C @ d)
+
+
+def test_data_aware_known_answer_prefers_errors_that_cancel():
+    # two perfectly correlated features: the error that matters is the sum of both errors
+    v = np.array([0.4, 0.4, 1.0])
+    C = np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1e-6]])
+    near = quantize(v, 2)  # qmax 1, scale 1: both 0.4 round to 0, error sum 0.8
+    aware = quantize_data_aware(v, C, 2)
+    assert _objective(v, dequantize(near), C) == pytest.approx(0.64)
+    assert _objective(v, dequantize(aware), C) < 0.05
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 8), bits=BITS, symmetric=st.booleans())
+def test_data_aware_is_never_worse_than_nearest(seed, n, bits, symmetric):
+    rng = np.random.default_rng(seed)
+    v = rng.normal(size=n)
+    A = rng.normal(size=(n, n))
+    C = A @ A.T
+    near = quantize(v, bits, symmetric=symmetric)
+    aware = quantize_data_aware(v, C, bits, symmetric=symmetric)
+    assert (
+        _objective(v, dequantize(aware), C)
+        <= _objective(v, dequantize(near), C) * (1 + 1e-9) + 1e-15
+    )
+    assert dequantize(quantize_data_aware(np.append(v, 0.0), np.eye(n + 1), bits))[-1] == 0.0
+
+
+def test_coordinate_descent_path_for_many_coefficients(monkeypatch):
+    import stages.quantization as q
+
+    rng = np.random.default_rng(3)
+    v = rng.normal(size=10)
+    A = rng.normal(size=(10, 10))
+    C = A @ A.T
+    exhaustive = q.quantize_data_aware(v, C, 3)
+    monkeypatch.setattr(q, "EXHAUSTIVE_MAX", 4)
+    descent = q.quantize_data_aware(v, C, 3)
+    near = q.quantize(v, 3)
+    assert _objective(v, dequantize(descent), C) <= _objective(v, dequantize(near), C)
+    assert _objective(v, dequantize(exhaustive), C) <= _objective(v, dequantize(descent), C)
+
+
+def test_data_aware_rejects_a_bad_matrix():
+    with pytest.raises(ValueError, match=r"C must be a finite \(2, 2\) matrix"):
+        quantize_data_aware(np.ones(2), np.eye(3), 4)
+
+
+def test_quantize_linear_data_aware_needs_the_covariance():
+    with pytest.raises(ValueError, match="data-aware rounding needs the training covariance"):
+        quantize_linear(np.ones(2), 0.0, np.zeros(2), np.ones(2), bits=4, rounding="data-aware")
+    with pytest.raises(ValueError, match="unknown rounding 'up'; use nearest or data-aware"):
+        quantize_linear(np.ones(2), 0.0, np.zeros(2), np.ones(2), bits=4, rounding="up")
+
+
+# -- casts -----------------------------------------------------------------------------------
+
+
+def test_bfloat16_known_answers_round_to_nearest_even():
+    as_f32 = lambda bits: np.array([bits], dtype=np.uint32).view(np.float32)  # noqa: E731
+    assert to_bfloat16_bits(np.array([1.0, -2.0, 0.0]))[0] == 0x3F80
+    assert list(to_bfloat16_bits(np.array([1.0, -2.0, 0.0]))) == [0x3F80, 0xC000, 0x0000]
+    assert to_bfloat16_bits(as_f32(0x3F808000))[0] == 0x3F80  # tie, even stays
+    assert to_bfloat16_bits(as_f32(0x3F818000))[0] == 0x3F82  # tie, odd rounds up
+    assert to_bfloat16_bits(as_f32(0x3F808001))[0] == 0x3F81  # above the tie
+    assert_array_equal(from_bfloat16_bits(np.array([0x3F80, 0xC000], dtype=np.uint16)), [1.0, -2.0])
+
+
+@pytest.mark.parametrize(
+    ("dtype", "rel"), [("float32", 2**-24), ("float16", 2**-11), ("bfloat16", 2**-8)]
+)
+def test_casts_round_within_half_an_ulp(dtype, rel):
+    x = np.random.default_rng(0).normal(scale=100, size=1000)
+    stored, decoded = cast_values(x, dtype)
+    assert np.all(np.abs(decoded - x) <= np.abs(x) * rel * 1.0001)
+    assert stored.dtype == {"float32": "<f4", "float16": "<f2", "bfloat16": "<u2"}[dtype]
+
+
+def test_cast_errors():
+    with pytest.raises(ValueError, match="unknown cast 'float8'; use one of: float32"):
+        cast_values(np.ones(2), "float8")
+    with pytest.raises(ValueError, match="a value overflows float16"):
+        cast_values(np.array([1e6]), "float16")
+
+
+# -- integer-only inference ------------------------------------------------------------------
+
+
+def test_integer_linear_known_answer():
+    model = IntegerLinear(
+        weight_codes=np.array([3, -2], dtype=np.int8),
+        output_scale=0.5,
+        bias_code=10,
+        input_lo=np.array([0.0, -1.0]),
+        input_scale=np.array([1.0, 0.5]),
+        bits=2,
+    )
+    X = np.array([[2.0, 0.0], [5.0, -3.0]])  # second row: both features out of range
+    xq, saturated = model.input_codes(X)
+    assert_array_equal(xq, [[2, 2], [3, 0]])
+    assert_array_equal(saturated, [False, True])
+    assert_array_equal(model.accumulate(xq), [3 * 2 - 2 * 2 + 10, 3 * 3 + 10])
+    assert_array_equal(model.predict(X), [6.0, 9.5])
+
+
+def test_integer_overflow_is_caught():
+    model = IntegerLinear(
+        weight_codes=np.array([127], dtype=np.int8),
+        output_scale=1.0,
+        bias_code=2**31 - 100,
+        input_lo=np.zeros(1),
+        input_scale=np.ones(1),
+        bits=8,
+    )
+    with pytest.raises(OverflowError, match="integer accumulator left the int32 range"):
+        model.predict(np.array([[200.0]]))
+
+
+def test_quantize_integer_tracks_the_float_model():
+    rng = np.random.default_rng(1)
+    X = rng.normal([3.0, 30.0, -120.0], [1.0, 10.0, 2.0], size=(2000, 3))
+    w, b = np.array([0.4, 0.01, -0.4]), -30.0
+    ref = predict(X, w, b)
+    for calibration in ("minmax", "percentile"):
+        model = quantize_integer(w, b, X, bits=8, calibration=calibration, percentile=99.9)
+        assert model.weight_codes.dtype == np.int8
+        err = model.predict(X) - ref
+        assert np.sqrt(np.mean(err**2)) < 0.02
+        assert abs(err.mean()) < 0.005  # bias-corrected at the mean code
+    assert quantize_integer(w, b, X, bits=12).weight_codes.dtype == np.int16
+
+
+def test_calibration_errors():
+    with pytest.raises(ValueError, match="unknown calibration 'mse'; use minmax or percentile"):
+        calibrate_inputs(np.ones((3, 2)), 8, "mse")
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), cut=st.integers(0, 50))
+def test_integer_predictions_do_not_depend_on_the_batch(seed, cut):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(50, 4)) * 10
+    model = quantize_integer(rng.normal(size=4), 1.0, X, bits=8)
+    whole = model.predict(X)
+    assert_array_equal(np.concatenate([model.predict(X[:cut]), model.predict(X[cut:])]), whole)
