@@ -4,7 +4,9 @@ Writes one JSON file per variant under ``metrics/eval/`` (accuracy against the t
 for quantized variants also fidelity to the float model's predictions; parameter and file
 bytes), ``metrics/compare.json`` (each quantized variant against ``fp64``, in the same run,
 since ``dvc metrics diff`` compares revisions rather than files), ``metrics/compare.md``,
-and ``metrics/plots/fidelity.json`` (fidelity and bytes by width, for ``dvc plots``).
+``metrics/plots/fidelity.json`` (fidelity and bytes by width) and
+``metrics/plots/predictions.csv`` (predictions of every variant on the first test rows), the
+data of the ``dvc plots`` defined in ``dvc.yaml``.
 
 DVC does not clean up after an item removed from a ``matrix`` (a width from
 ``quantize.bits`` or ``integer.bits``, a dtype from ``quantize.casts``): its entry stays in
@@ -28,7 +30,14 @@ import numpy as np
 from stages import cli, paths
 from stages.dataset import load_dataset
 from stages.io import write_json, write_text
-from stages.metrics import accuracy, compare, fidelity, fidelity_points, markdown_table
+from stages.metrics import (
+    accuracy,
+    compare,
+    fidelity,
+    fidelity_points,
+    markdown_table,
+    predictions_csv,
+)
 from stages.modelfile import IntegerModel, Model, load_model
 from stages.params import Params, load_params
 
@@ -63,8 +72,8 @@ def evaluate_model(
     y: np.ndarray,
     reference: np.ndarray | None,
     file_bytes: int,
-) -> dict[str, Any]:
-    """The report of one variant.
+) -> tuple[dict[str, Any], np.ndarray]:
+    """The report of one variant, and its predictions.
 
     Parameters
     ----------
@@ -78,10 +87,11 @@ def evaluate_model(
 
     Returns
     -------
-    dict
+    report : dict
         ``bits``, ``accuracy``, ``fidelity`` (if ``reference`` is given; for an
         integer-only model with ``saturated_rows``, the rows clipped to the calibrated
         input range) and ``size``.
+    predictions : ndarray of shape (n_samples,)
     """
     pred = model.predict(X)
     report: dict[str, Any] = {"bits": model.bits, "accuracy": accuracy(y, pred)}
@@ -90,7 +100,7 @@ def evaluate_model(
         if isinstance(model, IntegerModel):
             report["fidelity"]["saturated_rows"] = model.saturated_rows(X)
     report["size"] = {"param_bytes": model.param_bytes, "file_bytes": file_bytes}
-    return report
+    return report, pred
 
 
 def prune_stale(
@@ -153,14 +163,13 @@ def _body(args: argparse.Namespace) -> None:
     test = load_dataset(args.test)
     float_model = load_model(args.model)
     reference = float_model.predict(test.X)
-    reports = {
-        paths.FLOAT_VARIANT: evaluate_model(
-            float_model, test.X, test.y, None, args.model.stat().st_size
-        )
-    }
+    reports, predictions = {}, {}
+    reports[paths.FLOAT_VARIANT], predictions[paths.FLOAT_VARIANT] = evaluate_model(
+        float_model, test.X, test.y, None, args.model.stat().st_size
+    )
     for variant in variants:
         path = paths.variant_path(variant, args.quantized_dir)
-        reports[variant] = evaluate_model(
+        reports[variant], predictions[variant] = evaluate_model(
             load_model(path), test.X, test.y, reference, path.stat().st_size
         )
     for name, report in reports.items():
@@ -176,12 +185,14 @@ def _body(args: argparse.Namespace) -> None:
     write_json(args.compare_json, compare(reports))
     write_text(args.compare_md, markdown_table(reports))
     write_json(args.fidelity_plot, fidelity_points(reports))
+    write_text(args.predictions_plot, predictions_csv(test.y, predictions))
     log.info(
-        "wrote %s, %s, %s and %s",
+        "wrote %s, %s, %s, %s and %s",
         args.eval_dir,
         args.compare_json,
         args.compare_md,
         args.fidelity_plot,
+        args.predictions_plot,
     )
 
 
@@ -199,6 +210,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m stages.evalua
     p.add_argument("--compare-json", type=Path, default=paths.COMPARE_JSON, help="comparison")
     p.add_argument("--compare-md", type=Path, default=paths.COMPARE_MD, help="markdown table")
     p.add_argument("--fidelity-plot", type=Path, default=paths.FIDELITY_PLOT, help="dvc plots data")
+    p.add_argument(
+        "--predictions-plot", type=Path, default=paths.PREDICTIONS_PLOT, help="dvc plots data"
+    )
     return cli.run(_body, p.parse_args(argv))
 
 

@@ -135,6 +135,34 @@ def fidelity_points(reports: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(points, key=lambda p: p["bits"])
 
 
+#: Test rows kept for the prediction plots: enough to see the shape, small enough for git.
+PLOT_ROWS = 500
+
+
+def predictions_csv(y_true: np.ndarray, predictions: dict[str, np.ndarray]) -> str:
+    """Long-format CSV for ``dvc plots``: ``variant,actual,predicted,residual``.
+
+    Parameters
+    ----------
+    y_true : ndarray of shape (n_samples,)
+    predictions : dict of str to ndarray of shape (n_samples,)
+        Each variant's predictions on the same rows.
+
+    Returns
+    -------
+    str
+        The first :data:`PLOT_ROWS` rows of every variant, values to 6 significant digits.
+    """
+    lines = ["variant,actual,predicted,residual"]
+    actual = y_true[:PLOT_ROWS]
+    for name, pred in predictions.items():
+        lines += [
+            f"{name},{a:.6g},{p:.6g},{a - p:.6g}"
+            for a, p in zip(actual, pred[:PLOT_ROWS], strict=True)
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def markdown_table(reports: dict[str, dict[str, Any]], reference: str = "fp64") -> str:
     """A markdown table of every variant against the reference, for the README.
 

@@ -20,6 +20,7 @@ EVAL_DIR = Path("metrics/eval")
 COMPARE_JSON = Path("metrics/compare.json")
 COMPARE_MD = Path("metrics/compare.md")
 FIDELITY_PLOT = Path("metrics/plots/fidelity.json")
+PREDICTIONS_PLOT = Path("metrics/plots/predictions.csv")
 
 FLOAT_VARIANT = "fp64"
 
