@@ -77,9 +77,11 @@ class LinearModel:
     param_bytes: int
     bits: int
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """Predictions for ``X`` of shape (n_samples, n_features); returns shape (n_samples,)."""
-        return predict(X, self.weights, self.intercept)
+    def predict(self, X: np.ndarray, threads: int = 1) -> np.ndarray:
+        """Predictions for ``X`` of shape (n_samples, n_features); returns shape (n_samples,).
+
+        ``threads`` > 1 splits a large batch over threads; the result is the same bits."""
+        return predict(X, self.weights, self.intercept, threads=threads)
 
     def saturated_rows(self, X: np.ndarray) -> int:
         """Rows whose inputs a float model must clip: none."""
@@ -96,8 +98,10 @@ class IntegerModel:
     param_bytes: int
     bits: int
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """Predictions for ``X`` of shape (n_samples, n_features); returns shape (n_samples,)."""
+    def predict(self, X: np.ndarray, threads: int = 1) -> np.ndarray:
+        """Predictions for ``X`` of shape (n_samples, n_features); returns shape (n_samples,).
+
+        Integer arithmetic runs on one thread (``threads`` is accepted for a common API)."""
         return self.model.predict(X)
 
     def saturated_rows(self, X: np.ndarray) -> int:

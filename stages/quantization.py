@@ -16,6 +16,7 @@ Two layers:
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -382,27 +383,50 @@ def quantize_linear(
     )
 
 
-def predict(X: np.ndarray, weights: np.ndarray, intercept: float) -> np.ndarray:
+#: Rows per chunk when a large batch is predicted on several threads.
+PARALLEL_CHUNK_ROWS = 1 << 18
+
+
+def predict(
+    X: np.ndarray, weights: np.ndarray, intercept: float, *, threads: int = 1
+) -> np.ndarray:
     """Predictions of a linear model, the same bits for a row whatever batch it is in.
 
     BLAS matrix-vector products (``X @ w``) accumulate a row differently depending on the
     batch size and the row's position in it, so one row sent alone can differ in its last
     bits from the same row in a batch. ``einsum`` accumulates each row the same way
     whatever surrounds it, so the evaluate stage, the batch command and the server agree
-    bit for bit.
+    bit for bit, and a large batch can be split over threads without changing a bit.
 
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features)
     weights : ndarray of shape (n_features,)
     intercept : float
+    threads : int, default=1
+        Threads for batches larger than :data:`PARALLEL_CHUNK_ROWS` (numpy releases the
+        GIL in ``einsum``).
 
     Returns
     -------
     ndarray of shape (n_samples,), float64
     """
     X = np.asarray(X, dtype=np.float64)
-    return np.einsum("ij,j->i", X, np.asarray(weights, dtype=np.float64)) + intercept
+    w = np.asarray(weights, dtype=np.float64)
+    out = np.empty(X.shape[0])
+
+    def rows(start: int, stop: int) -> None:
+        np.einsum("ij,j->i", X[start:stop], w, out=out[start:stop])
+        out[start:stop] += intercept
+
+    n = X.shape[0]
+    if threads <= 1 or n <= PARALLEL_CHUNK_ROWS:
+        rows(0, n)
+        return out
+    starts = range(0, n, PARALLEL_CHUNK_ROWS)
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda start: rows(start, min(start + PARALLEL_CHUNK_ROWS, n)), starts))
+    return out
 
 
 # -- data-aware rounding ---------------------------------------------------------------------

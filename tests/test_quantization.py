@@ -452,3 +452,13 @@ def test_integer_predictions_do_not_depend_on_the_batch(seed, cut):
     model = quantize_integer(rng.normal(size=4), 1.0, X, bits=8)
     whole = model.predict(X)
     assert_array_equal(np.concatenate([model.predict(X[:cut]), model.predict(X[cut:])]), whole)
+
+
+def test_threaded_prediction_is_bit_identical(monkeypatch):
+    import stages.quantization as q
+
+    monkeypatch.setattr(q, "PARALLEL_CHUNK_ROWS", 1000)
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(10_500, 8)) * 100
+    w = rng.normal(size=8)
+    assert_array_equal(q.predict(X, w, 0.3, threads=3), q.predict(X, w, 0.3))
