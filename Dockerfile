@@ -19,9 +19,10 @@ COPY pyproject.toml README.md ./
 COPY stages/ stages/
 RUN pip install --no-cache-dir --no-deps . && rm -rf build ./*.egg-info
 
-# Only the pickle-free model files; models/fp64.joblib stays out (see .dockerignore).
+# Only the pickle-free model files and the drift reference; models/fp64.joblib stays out.
 COPY models/fp64.npz models/
 COPY models/quantized/ models/quantized/
+COPY models/reference.npz models/
 
 RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin quantpipe
 USER 10001

@@ -21,7 +21,18 @@ from stages.errors import QuantpipeError
 
 log = logging.getLogger("quantpipe")
 
-STAGES = ("params", "fetch", "split", "train", "quantize", "integer", "cast", "evaluate")
+STAGES = (
+    "params",
+    "fetch",
+    "split",
+    "train",
+    "quantize",
+    "integer",
+    "cast",
+    "evaluate",
+    "reference",
+    "monitor",
+)
 COMMANDS = (*STAGES, "predict", "serve", "gate")
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from stages.drift import N_QUANTILES, Reference
 from stages.errors import ModelFileError
 from stages.io import load_npz, save_npz
 from stages.quantization import (
@@ -392,3 +393,67 @@ def load_model(path: str | Path) -> Model:
         If the file is missing, corrupt, truncated or not a model file of a known version.
     """
     return model_from_arrays(load_npz(path, ModelFileError), path)
+
+
+# -- the drift reference ---------------------------------------------------------------------
+
+REFERENCE_FORMAT = "quantpipe-reference"
+_REFERENCE_MEMBERS = {"header", "edges", "expected", "quantiles", "cdf_at", "cdf_below"}
+
+
+def save_reference(path: str | Path, reference: Reference) -> None:
+    """Write a drift :class:`~stages.drift.Reference` as ``.npz``, atomically."""
+    header = {
+        "format": REFERENCE_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "feature_names": list(reference.feature_names),
+        "bins": reference.bins,
+    }
+    save_npz(
+        path,
+        {
+            "header": _header_array(header),
+            "edges": reference.edges,
+            "expected": reference.expected,
+            "quantiles": reference.quantiles,
+            "cdf_at": reference.cdf_at,
+            "cdf_below": reference.cdf_below,
+        },
+    )
+
+
+def load_reference(path: str | Path) -> Reference:
+    """Read a drift reference written by :func:`save_reference`.
+
+    Raises
+    ------
+    ModelFileError
+        If the file is missing, corrupt or not a reference of a known version.
+    """
+    path = Path(path)
+    arrays = load_npz(path, ModelFileError)
+    _expect(set(arrays) == _REFERENCE_MEMBERS, path, f"members are {sorted(arrays)}")
+    try:
+        header = json.loads(arrays["header"].tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ModelFileError(
+            f"{path}: header is not valid JSON; rebuild it with `dvc repro`"
+        ) from None
+    _expect(
+        isinstance(header, dict)
+        and header.get("format") == REFERENCE_FORMAT
+        and header.get("format_version") == FORMAT_VERSION,
+        path,
+        f"not a {REFERENCE_FORMAT} file of version {FORMAT_VERSION}",
+    )
+    names = tuple(header.get("feature_names", ()))
+    n, bins = len(names), header.get("bins")
+    _expect(isinstance(bins, int) and bins >= 2 and n > 0, path, "header has no valid bins")
+    return Reference(
+        feature_names=names,
+        edges=_member(arrays, "edges", "<f8", (n, bins - 1), path),
+        expected=_member(arrays, "expected", "<f8", (n, bins), path),
+        quantiles=_member(arrays, "quantiles", "<f8", (n, N_QUANTILES), path),
+        cdf_at=_member(arrays, "cdf_at", "<f8", (n, N_QUANTILES), path),
+        cdf_below=_member(arrays, "cdf_below", "<f8", (n, N_QUANTILES), path),
+    )

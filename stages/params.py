@@ -160,6 +160,29 @@ class GateParams:
 
 
 @dataclass(frozen=True)
+class MonitorParams:
+    """Drift monitoring (``quantpipe monitor`` and the server's drift gauges).
+
+    Attributes
+    ----------
+    batch : str
+        The rows the ``monitor`` stage checks: a CSV with a header, or a ``.npz`` dataset.
+    bins : int
+        PSI bins, cut at the training quantiles.
+    psi_alert, ks_alert : float
+        A feature (or the predictions) whose PSI, or KS statistic, exceeds these alerts.
+    missing_alert : float
+        A feature with a larger share of missing values alerts.
+    """
+
+    batch: str = "data/split/test.npz"
+    bins: int = 10
+    psi_alert: float = 0.2
+    ks_alert: float = 0.1
+    missing_alert: float = 0.01
+
+
+@dataclass(frozen=True)
 class Params:
     """All of ``params.yaml``."""
 
@@ -167,6 +190,7 @@ class Params:
     quantize: QuantizeParams
     integer: IntegerParams
     gate: GateParams
+    monitor: MonitorParams
 
 
 def _check_keys(section: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
@@ -296,6 +320,29 @@ def _validate_gate(raw: Any) -> GateParams:
     return GateParams(budgets=tuple(sorted(budgets)))
 
 
+def _validate_monitor(raw: Any) -> MonitorParams:
+    mon = _mapping(raw, "monitor")
+    _check_keys(mon, ("batch", "bins", "psi_alert", "ks_alert", "missing_alert"), "monitor")
+    batch = mon["batch"]
+    if not isinstance(batch, str) or not batch.endswith((".csv", ".npz")):
+        raise ParamsError(
+            f"params.yaml: monitor.batch = {batch!r} is not allowed; use the path of a .csv "
+            "or .npz file, e.g. data/split/test.npz"
+        )
+    bins = mon["bins"]
+    if not _is_int(bins) or not 2 <= bins <= 100:
+        raise ParamsError(
+            f"params.yaml: monitor.bins = {bins!r} is not allowed; use an integer from 2 to 100"
+        )
+    return MonitorParams(
+        batch=batch,
+        bins=bins,
+        psi_alert=_non_negative(mon["psi_alert"], "monitor.psi_alert", strictly=True),
+        ks_alert=_non_negative(mon["ks_alert"], "monitor.ks_alert", strictly=True),
+        missing_alert=_non_negative(mon["missing_alert"], "monitor.missing_alert"),
+    )
+
+
 def validate_params(raw: Any) -> Params:
     """Validate the parsed content of ``params.yaml``.
 
@@ -315,7 +362,7 @@ def validate_params(raw: Any) -> Params:
         On the first problem found, with a message naming the key and the allowed values.
     """
     top = _mapping(raw, "the top level")
-    _check_keys(top, ("data", "quantize", "integer", "gate"), "")
+    _check_keys(top, ("data", "quantize", "integer", "gate", "monitor"), "")
 
     data = _mapping(top["data"], "data")
     _check_keys(data, ("seed", "test_size"), "data")
@@ -356,6 +403,7 @@ def validate_params(raw: Any) -> Params:
     return Params(
         data=DataParams(seed=seed, test_size=test_size),
         gate=_validate_gate(top["gate"]),
+        monitor=_validate_monitor(top["monitor"]),
         quantize=QuantizeParams(
             bits=validate_bits(quant["bits"]),
             scheme=_choice(quant["scheme"], SCHEMES, "quantize.scheme"),

@@ -21,6 +21,9 @@ COMPARE_JSON = Path("metrics/compare.json")
 COMPARE_MD = Path("metrics/compare.md")
 FIDELITY_PLOT = Path("metrics/plots/fidelity.json")
 PREDICTIONS_PLOT = Path("metrics/plots/predictions.csv")
+REFERENCE = Path("models/reference.npz")
+MONITOR_REPORT = Path("metrics/monitor/report.json")
+MONITOR_PLOT = Path("metrics/monitor/drift.csv")
 
 FLOAT_VARIANT = "fp64"
 

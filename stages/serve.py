@@ -21,6 +21,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -45,7 +47,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from stages import __version__, cli
+from stages.drift import Reference, feature_drift
 from stages.errors import QuantpipeError
+from stages.modelfile import load_reference
 from stages.predictor import ModelRegistry
 
 log = logging.getLogger("quantpipe.serve")
@@ -62,6 +66,8 @@ EXTENSIONS = ["binary_tensor_data"]
 # With --workers > 1, each worker process builds its app from these.
 ENV_MODELS_DIR = "QUANTPIPE_MODELS_DIR"
 ENV_MAX_BODY = "QUANTPIPE_MAX_BODY_BYTES"
+ENV_DRIFT_WINDOW = "QUANTPIPE_DRIFT_WINDOW"
+DEFAULT_DRIFT_WINDOW = 10_000
 # prometheus_client's multiprocess mode: every worker writes its samples here.
 ENV_PROMETHEUS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -280,10 +286,40 @@ def infer_response(
     }
 
 
+class DriftWindow:
+    """The most recent inputs, in a fixed-size ring buffer (memory stays bounded), shared
+    by the request handlers under a lock, and scored against the training reference."""
+
+    def __init__(self, reference: Reference, size: int):
+        self.reference = reference
+        self.buffer = np.empty((size, len(reference.feature_names)))
+        self.seen = 0  # rows ever added; the window holds the last min(seen, size)
+        self.lock = threading.Lock()
+
+    def add(self, X: np.ndarray) -> None:
+        size = self.buffer.shape[0]
+        with self.lock:
+            rows = X[-size:]
+            # global row index g lives at slot g % size, so the oldest row is overwritten first
+            start = (self.seen + len(X) - len(rows)) % size
+            first = min(len(rows), size - start)
+            self.buffer[start : start + first] = rows[:first]
+            self.buffer[: len(rows) - first] = rows[first:]
+            self.seen += len(X)
+
+    def scores(self) -> tuple[int, dict[str, dict[str, float]]]:
+        """Rows in the window and each feature's PSI and KS against the training data."""
+        with self.lock:
+            window = self.buffer[: min(self.seen, self.buffer.shape[0])].copy()
+        if len(window) == 0:
+            return 0, {}
+        return len(window), feature_drift(self.reference, window)
+
+
 class Metrics:
     """Prometheus metrics of one app, in a registry of their own."""
 
-    def __init__(self, model_names: Sequence[str]):
+    def __init__(self, model_names: Sequence[str], drift: DriftWindow | None = None):
         self.registry = CollectorRegistry()
         self.models = set(model_names)
         self.requests = Counter(
@@ -305,9 +341,34 @@ class Metrics:
             ["model"],
             registry=self.registry,
         )
+        self.drift = drift
+        if drift is not None:
+            kw = {"registry": self.registry, "multiprocess_mode": "max"}
+            self.window_rows = Gauge(
+                "quantpipe_drift_window_rows", "Recent input rows in the drift window.", **kw
+            )
+            self.psi = Gauge(
+                "quantpipe_drift_psi",
+                "Population stability index of the recent inputs against the training data.",
+                ["feature"],
+                **kw,
+            )
+            self.ks = Gauge(
+                "quantpipe_drift_ks",
+                "Kolmogorov-Smirnov statistic of the recent inputs against the training data.",
+                ["feature"],
+                **kw,
+            )
 
     def exposition(self) -> bytes:
-        """The metrics in Prometheus text format, summed over worker processes if several."""
+        """The metrics in Prometheus text format, summed over worker processes if several
+        (the drift gauges: the largest worker's)."""
+        if self.drift is not None:
+            rows, scores = self.drift.scores()
+            self.window_rows.set(rows)
+            for feature, stats in scores.items():
+                self.psi.labels(feature).set(stats["psi"])
+                self.ks.labels(feature).set(stats["ks"])
         if os.environ.get(ENV_PROMETHEUS_DIR):
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
@@ -320,7 +381,12 @@ class Metrics:
         self.requests.labels(label, endpoint, str(status)).inc()
 
 
-def create_app(registry: ModelRegistry, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Starlette:
+def create_app(
+    registry: ModelRegistry,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    reference: Reference | None = None,
+    drift_window: int = DEFAULT_DRIFT_WINDOW,
+) -> Starlette:
     """The ASGI application serving every model of ``registry``.
 
     Parameters
@@ -328,8 +394,14 @@ def create_app(registry: ModelRegistry, max_body_bytes: int = DEFAULT_MAX_BODY_B
     registry : ModelRegistry
     max_body_bytes : int
         Larger infer bodies get 413.
+    reference : Reference, optional
+        The training data's reference; with it, the last ``drift_window`` input rows are
+        kept and scored for drift at ``/metrics``.
+    drift_window : int
+        Rows kept for drift scoring; 0 turns it off.
     """
-    metrics = Metrics(list(registry))
+    drift = DriftWindow(reference, drift_window) if reference is not None and drift_window else None
+    metrics = Metrics(list(registry), drift)
     n_features = len(registry.feature_names)
 
     def resolve(request: Request, endpoint: str) -> str:
@@ -401,6 +473,8 @@ def create_app(registry: ModelRegistry, max_body_bytes: int = DEFAULT_MAX_BODY_B
             metrics.count(name, "infer", exc.status)
             raise
         predictions = registry.get(name).predict(parsed.X)
+        if drift is not None:
+            drift.add(parsed.X)
         content, headers = infer_response(name, parsed, predictions)
         metrics.latency.labels(name).observe(time.perf_counter() - start)
         metrics.rows.labels(name).inc(len(predictions))
@@ -443,10 +517,24 @@ def create_app(registry: ModelRegistry, max_body_bytes: int = DEFAULT_MAX_BODY_B
     )
 
 
+def load_drift_reference(models_dir: Path) -> Reference | None:
+    """``reference.npz`` beside the models, or None (drift gauges off) if there is none."""
+    path = Path(models_dir) / "reference.npz"
+    if not path.is_file():
+        log.warning("no %s: the drift gauges are off (run `dvc repro` to build it)", path)
+        return None
+    return load_reference(path)
+
+
 def app_from_environment() -> Starlette:
     """App factory for worker processes (``uvicorn --factory``), configured by environment."""
-    registry = ModelRegistry.from_directory(os.environ.get(ENV_MODELS_DIR, "models"))
-    return create_app(registry, int(os.environ.get(ENV_MAX_BODY, DEFAULT_MAX_BODY_BYTES)))
+    models_dir = Path(os.environ.get(ENV_MODELS_DIR, "models"))
+    return create_app(
+        ModelRegistry.from_directory(models_dir),
+        int(os.environ.get(ENV_MAX_BODY, DEFAULT_MAX_BODY_BYTES)),
+        load_drift_reference(models_dir),
+        int(os.environ.get(ENV_DRIFT_WINDOW, DEFAULT_DRIFT_WINDOW)),
+    )
 
 
 def _body(args: argparse.Namespace) -> None:
@@ -454,7 +542,10 @@ def _body(args: argparse.Namespace) -> None:
 
     if args.workers < 1:
         raise QuantpipeError(f"--workers {args.workers} is not allowed; use 1 or more")
+    if args.drift_window < 0:
+        raise QuantpipeError(f"--drift-window {args.drift_window} is not allowed; use 0 or more")
     registry = ModelRegistry.from_directory(args.models_dir)  # fail here, in one line
+    reference = load_drift_reference(args.models_dir) if args.drift_window else None
     log.info(
         "serving %s on http://%s:%d with %d worker(s) (Open Inference Protocol v2)",
         ", ".join(registry),
@@ -470,11 +561,14 @@ def _body(args: argparse.Namespace) -> None:
         "server_header": False,
     }
     if args.workers == 1:
-        uvicorn.run(create_app(registry, args.max_body_bytes), **options)
+        uvicorn.run(
+            create_app(registry, args.max_body_bytes, reference, args.drift_window), **options
+        )
         return
     with tempfile.TemporaryDirectory(prefix="quantpipe-prometheus-") as prometheus_dir:
         os.environ[ENV_MODELS_DIR] = str(args.models_dir.resolve())
         os.environ[ENV_MAX_BODY] = str(args.max_body_bytes)
+        os.environ[ENV_DRIFT_WINDOW] = str(args.drift_window)
         os.environ[ENV_PROMETHEUS_DIR] = prometheus_dir
         uvicorn.run(
             "stages.serve:app_from_environment", factory=True, workers=args.workers, **options
@@ -498,6 +592,12 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m stages.serve"
         type=int,
         default=1,
         help="worker processes; /metrics sums over them (about one per core)",
+    )
+    p.add_argument(
+        "--drift-window",
+        type=int,
+        default=DEFAULT_DRIFT_WINDOW,
+        help="recent input rows scored for drift at /metrics (needs models/reference.npz; 0: off)",
     )
     return cli.run(_body, p.parse_args(argv))
 

@@ -68,12 +68,12 @@ def test_a_stage_as_a_process_exits_1_with_one_line_and_no_traceback(tmp_path):
 
 def test_quantpipe_command_dispatches_to_stages(capsys):
     assert cli.main(["--help"]) == 0
-    usage = "usage: quantpipe {params,fetch,split,train,quantize,integer,cast,evaluate,predict,"
-    assert usage + "serve,gate}" in capsys.readouterr().out
+    usage = "usage: quantpipe {params,fetch,split,train,quantize,integer,cast,evaluate,reference,"
+    assert usage + "monitor,predict,serve,gate}" in capsys.readouterr().out
     assert cli.main(["bogus"]) == 2
     assert capsys.readouterr().err == (
         "error: unknown command 'bogus'; choose one of: params, fetch, split, train, quantize, "
-        "integer, cast, evaluate, predict, serve, gate\n"
+        "integer, cast, evaluate, reference, monitor, predict, serve, gate\n"
     )
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["quantize", "--help"])

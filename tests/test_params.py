@@ -29,6 +29,13 @@ GOOD = {
         "q4": {"max_pred_rmse": 0.06},
         "q8i": {"max_pred_p99": 0.1},
     },
+    "monitor": {
+        "batch": "data/split/test.npz",
+        "bins": 10,
+        "psi_alert": 0.2,
+        "ks_alert": 0.1,
+        "missing_alert": 0.01,
+    },
 }
 
 
@@ -84,7 +91,8 @@ def test_params_are_frozen():
         ),
         (
             {**GOOD, "train": {}},
-            r"^params.yaml: unknown key 'train'; allowed keys: data, quantize, integer, gate$",
+            r"^params.yaml: unknown key 'train'; allowed keys: data, quantize, integer, gate, "
+            r"monitor$",
         ),
         ({"data": GOOD["data"]}, r"^params.yaml: missing key 'quantize'; add it"),
         (
@@ -186,6 +194,15 @@ def test_params_are_frozen():
         ),
         (with_value("integer", "percentile", 100.5), r"integer.percentile = 100.5 is not"),
         (with_value("integer", "seed", 1), r"unknown key 'integer.seed'"),
+        (
+            with_value("monitor", "batch", "new.parquet"),
+            r"^params.yaml: monitor.batch = 'new.parquet' is not allowed; use the path of a "
+            r"\.csv or \.npz file",
+        ),
+        (with_value("monitor", "bins", 1), r"monitor.bins = 1 is not allowed; use an integer"),
+        (with_value("monitor", "psi_alert", 0), r"monitor.psi_alert = 0 is not allowed; use a"),
+        (with_value("monitor", "ks_alert", -1), r"monitor.ks_alert = -1 is not allowed"),
+        (with_value("monitor", "missing_alert", "x"), r"monitor.missing_alert = 'x' is not"),
     ],
 )
 def test_bad_params_name_the_key_and_the_allowed_values(raw, message):
@@ -230,4 +247,5 @@ def test_dvc_yaml_lists_only_keys_that_exist():
     assert listed
     for key in listed:
         section, _, name = key.partition(".")
-        assert name in params[section], key
+        assert section in params, key
+        assert not name or name in params[section], key

@@ -110,7 +110,12 @@ def test_committed_lock_and_metrics_are_what_the_code_builds(repo):
 def test_metrics_show_lists_every_variant(repo):
     shown = json.loads(repo.dvc("metrics", "show", "--json").stdout)
     files = shown[""]["data"]
-    assert {Path(f).name for f in files} == {f"{v}.json" for v in VARIANTS} | {"compare.json"}
+    assert {Path(f).name for f in files} == {f"{v}.json" for v in VARIANTS} | {
+        "compare.json",
+        "report.json",
+    }
+    monitor = json.loads((repo.path / "metrics" / "monitor" / "report.json").read_text())
+    assert monitor["alerts"] == 0  # the held-out split is no drift
 
 
 def test_batch_predictions_reproduce_the_evaluate_stage_exactly(repo):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_array_equal
 
+from stages.dataset import FEATURE_NAMES
 from stages.predictor import ModelRegistry
 from tests.conftest import REPO_ROOT
 from tests.models import rows, write_models
@@ -441,3 +443,39 @@ def test_no_infer_body_gets_a_5xx(server, body, header_length):
     status, _, content = server.call("POST", "/v2/models/q8/infer", body, headers)
     assert status < 500, content
     assert status == 200 or set(json.loads(content)) == {"error"}
+
+
+def test_drift_gauges_follow_the_recent_inputs(models, tmp_path):
+    from stages.drift import build_reference
+    from stages.modelfile import save_reference
+
+    served = tmp_path / "models"
+    shutil.copytree(models, served)
+    save_reference(served / "reference.npz", build_reference(rows(5000, seed=7), FEATURE_NAMES))
+    proc, srv = start_server(served, "--drift-window", "300")
+    try:
+
+        def latitude_psi():
+            text = srv.call("GET", "/metrics")[2].decode()
+            assert "quantpipe_drift_window_rows 300.0" in text
+            line = next(
+                x
+                for x in text.splitlines()
+                if x.startswith('quantpipe_drift_psi{feature="Latitude"}')
+            )
+            return float(line.split()[-1])
+
+        for seed in range(4):  # 4 x 100 rows like the training data: the window holds 300
+            assert (
+                srv.call(
+                    "POST", "/v2/models/q8/infer", json.dumps(infer_body(rows(100, seed=seed)))
+                )[0]
+                == 200
+            )
+        calm = latitude_psi()
+        shifted = rows(300, seed=11)
+        shifted[:, 6] += 5.0  # five degrees north
+        srv.call("POST", "/v2/models/q8/infer", json.dumps(infer_body(shifted)))
+        assert calm < 0.2 < latitude_psi()
+    finally:
+        stop_server(proc)
