@@ -103,3 +103,15 @@ def test_the_workflow_runs_the_steps_that_ci_run_runs():
     for step in ("reproduce", "report", "plots", "gate", "container"):
         assert f".ci/steps {step}" in workflow
         assert f".ci/steps {step}" in local
+
+
+def test_the_scheduled_drift_check_runs_the_monitor_and_fails_on_an_alert():
+    workflow = yaml.safe_load((REPO_ROOT / ".github" / "workflows" / "monitor.yml").read_text())
+    triggers = workflow.get("on", workflow.get(True))
+    assert {"schedule", "workflow_dispatch"} <= set(triggers)
+    steps = workflow["jobs"]["drift"]["steps"]
+    check = index(steps, runs("quantpipe monitor --batch"), "running the monitor")
+    assert "continue-on-error" not in steps[check]  # an alert fails the run
+    report = index(steps, runs("GITHUB_STEP_SUMMARY"), "reporting")
+    assert check < report
+    assert "cancelled()" in steps[report]["if"]  # the report is written even on an alert
