@@ -16,7 +16,7 @@ import numpy as np
 
 from stages import cli, paths
 from stages.errors import ModelFileError, ParamsError
-from stages.modelfile import cast_model_arrays, load_model, param_bytes, save_model
+from stages.modelfile import cast_model_arrays, load_float_model, param_bytes, save_model
 from stages.params import CASTS, load_params
 from stages.quantization import cast_values
 
@@ -27,11 +27,7 @@ def _body(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     if args.dtype not in CASTS:
         raise ParamsError(f"--dtype {args.dtype} is not allowed; use one of: {', '.join(CASTS)}")
-    model = load_model(args.model)
-    if model.header["kind"] != "float":
-        raise ModelFileError(
-            f"{args.model} is a {model.header['kind']} model; cast the float model"
-        )
+    model = load_float_model(args.model)
     try:
         stored, _ = cast_values(np.append(model.weights, model.intercept), args.dtype)
     except ValueError as exc:

@@ -17,24 +17,18 @@ from pathlib import Path
 
 from stages import cli, paths
 from stages.dataset import load_dataset
-from stages.errors import ModelFileError, ParamsError
-from stages.modelfile import integer_model_arrays, load_model, param_bytes, save_model
+from stages.errors import ParamsError
+from stages.modelfile import integer_model_arrays, load_float_model, param_bytes, save_model
 from stages.params import load_params
-from stages.quantization import MAX_BITS, MIN_BITS, quantize_integer
+from stages.quantization import quantize_integer
 
 log = logging.getLogger("quantpipe.integer")
 
 
 def _body(args: argparse.Namespace) -> None:
     params = load_params(args.params)
-    bits = args.bits
-    if not MIN_BITS <= bits <= MAX_BITS:
-        raise ParamsError(
-            f"--bits {bits} is not allowed; use an integer from {MIN_BITS} to {MAX_BITS}"
-        )
-    model = load_model(args.model)
-    if model.header["kind"] != "float":
-        raise ModelFileError(f"{args.model} is a {model.header['kind']} model; use the float model")
+    bits = cli.check_bits(args.bits)
+    model = load_float_model(args.model)
     train = load_dataset(args.train)
     ip = params.integer
     try:

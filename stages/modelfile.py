@@ -376,6 +376,22 @@ def _integer_model(
     )
 
 
+def load_float_model(path: str | Path) -> LinearModel:
+    """Load the float model (``models/fp64.npz``), the input of every derived model.
+
+    Raises
+    ------
+    ModelFileError
+        As :func:`load_model`, or if the file holds a model of another kind.
+    """
+    model = load_model(path)
+    if not isinstance(model, LinearModel) or model.header["kind"] != "float":
+        raise ModelFileError(
+            f"{path} is a {model.header['kind']} model, not the float model (models/fp64.npz)"
+        )
+    return model
+
+
 def load_model(path: str | Path) -> Model:
     """Load a model file with numpy alone, never unpickling.
 

@@ -19,28 +19,19 @@ import numpy as np
 
 from stages import cli, paths
 from stages.dataset import load_dataset
-from stages.errors import DataError, ModelFileError, ParamsError
-from stages.modelfile import load_model, param_bytes, quantized_model_arrays, save_model
+from stages.errors import DataError
+from stages.modelfile import load_float_model, param_bytes, quantized_model_arrays, save_model
 from stages.params import load_params
-from stages.quantization import MAX_BITS, MIN_BITS, feature_stats, quantize_linear
+from stages.quantization import feature_stats, quantize_linear
 
 log = logging.getLogger("quantpipe.quantize")
 
 
 def _body(args: argparse.Namespace) -> None:
     params = load_params(args.params)
-    bits = args.bits
-    if not MIN_BITS <= bits <= MAX_BITS:
-        raise ParamsError(
-            f"--bits {bits} is not allowed; use an integer from {MIN_BITS} to {MAX_BITS}"
-        )
+    bits = cli.check_bits(args.bits)
     qp = params.quantize
-    model = load_model(args.model)
-    if model.header["kind"] != "float":
-        raise ModelFileError(
-            f"{args.model} is a {model.header['kind']} model; quantize the float model "
-            "(models/fp64.npz)"
-        )
+    model = load_float_model(args.model)
     train = load_dataset(args.train)
     if model.weights.shape[0] != train.X.shape[1]:
         raise DataError(

@@ -124,9 +124,7 @@ def test_quantize_refuses_a_quantized_model_as_input(tmp_path, monkeypatch, caps
     save_model("q8.npz", quantized_model_arrays(q, "q8", names, {}, (np.zeros(8), np.ones(8)), {}))
     status, err = run_main("quantize", ["--bits", "4", "--model", "q8.npz"], capsys)
     assert status == 1
-    assert err == (
-        "error: q8.npz is a quantized model; quantize the float model (models/fp64.npz)\n"
-    )
+    assert err == ("error: q8.npz is a quantized model, not the float model (models/fp64.npz)\n")
 
 
 def test_bits_flag_out_of_range(tmp_path, monkeypatch, capsys):
