@@ -115,6 +115,14 @@ def main() -> None:
         check(400 <= status < 500 and "error" in json.loads(body), f"{what} gets {status}")
     status, _, _ = call(f"{base}/v2/health/live")
     check(status == 200, "still serving after the bad requests")
+    status, _, body = call(f"{base}/metrics")
+    text = body.decode()
+    check(
+        status == 200
+        and 'quantpipe_requests_total{endpoint="infer",model="q8",status="200"}' in text
+        and 'quantpipe_drift_psi{feature="Latitude"}' in text,
+        "/metrics has request counts and drift gauges (reference.npz shipped)",
+    )
 
 
 if __name__ == "__main__":
