@@ -5,7 +5,7 @@ Every stage's ``main()`` goes through :func:`run`, which turns a
 with no traceback. Anything else is a bug and keeps its traceback.
 
 ``quantpipe <command> [options]`` runs ``python -m stages.<command>``: a pipeline stage,
-``predict`` or ``serve``.
+``predict``, ``serve`` or ``gate``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
-"""Model files: float and quantized linear models as ``.npz`` with a JSON header.
+"""Model files: float, quantized, cast and integer-only linear models, and the drift
+reference, as ``.npz`` with a JSON header.
 
-A file holds plain arrays only, so it loads with ``allow_pickle=False`` and numpy alone:
+A file holds plain arrays only, so it loads with ``allow_pickle=False`` and numpy alone.
+The float and quantized kinds:
 
 ========== ================================ =========================================
 member     float model (``fp64``)           quantized model (``q{bits}``)
@@ -13,9 +15,14 @@ zero_point --                               (k,) uint8 or uint16, k = 1 or n
 intercept  (1,) float64                     (1,) float64
 ========== ================================ =========================================
 
-The header names the format and its version, the variant, the features, everything needed
-to dequantize (bits, scheme, granularity, the steps and folded statistics) and the
-``params.yaml`` values the model was built with. Loading checks all of it.
+A cast baseline (``kind: cast``) has the float model's members stored as ``<f4``, ``<f2``
+or bfloat16 bit patterns (``<u2``); an integer-only model (``kind: integer``) holds
+``weight_codes``, ``output_scale``, ``bias_code``, ``input_lo`` and ``input_scale``.
+
+The header names the format and its version, the variant and kind, the features,
+everything needed to dequantize (bits, scheme, granularity, the steps and folded
+statistics) and the ``params.yaml`` values the model was built with. Loading checks all of
+it.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Inference on the pipeline's model files with numpy alone: no scikit-learn, no pickle.
 
 :class:`ModelRegistry` loads every model ``dvc repro`` built (``models/fp64.npz`` and
-``models/quantized/q*.npz``) through :func:`stages.modelfile.load_model`, which checks each
-file's format, version and header. :func:`check_features` validates a batch of rows. The
-arithmetic is :func:`stages.quantization.predict`, the one the evaluate stage uses, so the
-predictions are the same bits.
+every ``models/quantized/*.npz``: q{bits}, q{bits}i, the casts) through
+:func:`stages.modelfile.load_model`, which checks each file's format, version and header.
+:func:`check_features` validates a batch of rows. The arithmetic is
+:func:`stages.quantization.predict`, the one the evaluate stage uses, so the predictions
+are the same bits.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ class ModelRegistry:
 
     @classmethod
     def from_directory(cls, directory: str | Path = "models") -> ModelRegistry:
-        """Load ``fp64.npz`` and ``quantized/q*.npz`` from a models directory.
+        """Load ``fp64.npz`` and ``quantized/*.npz`` (q{bits}, q{bits}i, casts) from a
+        models directory.
 
         Raises
         ------
