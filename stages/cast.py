@@ -17,8 +17,8 @@ import numpy as np
 from stages import cli, paths
 from stages.errors import ModelFileError, ParamsError
 from stages.modelfile import cast_model_arrays, load_float_model, param_bytes, save_model
-from stages.params import CASTS, load_params
-from stages.quantization import cast_values
+from stages.params import load_params
+from stages.quantization import CASTS, cast_values
 
 log = logging.getLogger("quantpipe.cast")
 

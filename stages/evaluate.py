@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import io
 import logging
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,7 +42,6 @@ from stages.params import Params, load_params
 
 log = logging.getLogger("quantpipe.evaluate")
 
-_DERIVED_FILE = re.compile(r"(q\d+i?|float32|float16|bfloat16)\.npz")
 #: The matrix stages that write derived models, and the params list each iterates over.
 MATRIX_STAGES = ("quantize", "integer", "cast")
 
@@ -129,8 +127,8 @@ def prune_stale(
     keep = set(variants)
     if models_dir.is_dir():
         for path in sorted(models_dir.iterdir()):
-            match = _DERIVED_FILE.fullmatch(path.name)
-            if match and match.group(1) not in keep:
+            derived = path.suffix == ".npz" and paths.DERIVED_VARIANT.fullmatch(path.stem)
+            if derived and path.stem not in keep:
                 path.unlink()
                 removed.append(str(path))
     if lockfile.is_file():

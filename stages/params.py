@@ -11,7 +11,6 @@ import argparse
 import difflib
 import logging
 import math
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,17 +19,15 @@ from typing import Any
 
 import yaml
 
-from stages import cli
+from stages import cli, paths
 from stages.errors import ParamsError
-from stages.quantization import MAX_BITS, MIN_BITS
+from stages.quantization import CASTS, MAX_BITS, MIN_BITS
 
 log = logging.getLogger("quantpipe.params")
 
-PARAMS_FILE = Path("params.yaml")
 SCHEMES = ("symmetric", "asymmetric")
 GRANULARITIES = ("per-tensor", "per-channel")
 ROUNDINGS = ("nearest", "data-aware")
-CASTS = ("float32", "float16", "bfloat16")
 CALIBRATIONS = ("minmax", "percentile")
 
 
@@ -136,7 +133,6 @@ class IntegerParams:
 
 
 GATE_LIMITS = ("max_r2_drop", "max_pred_rmse", "max_pred_p99")
-VARIANT_NAME = re.compile(r"q(\d+)i?|float32|float16|bfloat16")
 
 
 @dataclass(frozen=True)
@@ -294,7 +290,7 @@ def _validate_gate(raw: Any) -> GateParams:
     gate = _mapping(raw, "gate")
     budgets = []
     for variant, limits in gate.items():
-        if not isinstance(variant, str) or not VARIANT_NAME.fullmatch(variant):
+        if not isinstance(variant, str) or not paths.DERIVED_VARIANT.fullmatch(variant):
             raise ParamsError(
                 f"params.yaml: gate has key {variant!r}; use variant names such as q8, q8i, float16"
             )
@@ -421,7 +417,7 @@ def validate_params(raw: Any) -> Params:
     )
 
 
-def load_params(path: str | Path = PARAMS_FILE) -> Params:
+def load_params(path: str | Path = paths.PARAMS) -> Params:
     """Read and validate a params file.
 
     Parameters
@@ -466,7 +462,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m stages.params
     including a new misspelt key that no other stage lists, makes ``dvc repro`` run it.
     """
     p = cli.parser(prog, "Validate params.yaml (every key, every value); writes nothing.")
-    p.add_argument("--params", type=Path, default=PARAMS_FILE, help="params file")
+    p.add_argument("--params", type=Path, default=paths.PARAMS, help="params file")
     return cli.run(_body, p.parse_args(argv))
 
 

@@ -3,11 +3,12 @@
 ``dvc.yaml`` names the same paths as each stage's deps and outs; keep the two in step.
 """
 
+import re
 from pathlib import Path
 
-from stages.params import PARAMS_FILE
+from stages.quantization import CASTS
 
-PARAMS = PARAMS_FILE
+PARAMS = Path("params.yaml")
 
 LOCKFILE = Path("dvc.lock")
 RAW_DATA = Path("data/raw/california_housing.npz")
@@ -26,6 +27,9 @@ MONITOR_REPORT = Path("metrics/monitor/report.json")
 MONITOR_PLOT = Path("metrics/monitor/drift.csv")
 
 FLOAT_VARIANT = "fp64"
+#: Names of the derived variants: q{bits}, q{bits}i (integer-only), and the float casts.
+#: Groups: 1 the width of a quantized variant, 2 "i" for an integer-only one.
+DERIVED_VARIANT = re.compile(r"q(\d+)(i?)|" + "|".join(CASTS))
 
 
 def variant_name(bits: int) -> str:

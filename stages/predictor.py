@@ -19,17 +19,15 @@ import numpy as np
 
 from stages.errors import ModelFileError, QuantpipeError
 from stages.modelfile import Model, load_model
-
-#: Derived model files: q{bits}, q{bits}i (integer-only), and the float casts.
-_DERIVED = re.compile(r"(q(\d+)(i?)|float32|float16|bfloat16)\.npz")
-_CAST_ORDER = {"float32": 0, "float16": 1, "bfloat16": 2}
+from stages.paths import DERIVED_VARIANT
+from stages.quantization import CASTS
 
 
 def _order(match: re.Match) -> tuple[int, int]:
     """fp64 first (not derived), then q{bits} by width, q{bits}i by width, then the casts."""
-    if match.group(2) is not None:
-        return (1 if match.group(3) else 0, int(match.group(2)))
-    return (2, _CAST_ORDER[match.group(1)])
+    if match.group(1) is not None:
+        return (1 if match.group(2) else 0, int(match.group(1)))
+    return (2, CASTS.index(match.group(0)))
 
 
 class UnknownModelError(QuantpipeError):
@@ -100,7 +98,11 @@ class ModelRegistry:
             paths.append(directory / "fp64.npz")
         quantized = directory / "quantized"
         if quantized.is_dir():
-            found = [(m, p) for p in quantized.iterdir() if (m := _DERIVED.fullmatch(p.name))]
+            found = [
+                (m, p)
+                for p in quantized.iterdir()
+                if p.suffix == ".npz" and (m := DERIVED_VARIANT.fullmatch(p.stem))
+            ]
             paths.extend(p for m, p in sorted(found, key=lambda mp: _order(mp[0])))
         if not paths:
             raise ModelFileError(

@@ -539,7 +539,8 @@ def quantize_data_aware(
 
 # -- float casts -----------------------------------------------------------------------------
 
-CASTS = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}
+#: The float casts a baseline can be stored as, in report order.
+CASTS = ("float32", "float16", "bfloat16")
 
 
 def to_bfloat16_bits(x: np.ndarray) -> np.ndarray:
