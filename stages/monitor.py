@@ -25,7 +25,7 @@ import numpy as np
 
 from stages import cli, paths
 from stages.dataset import TARGET_NAME, load_dataset
-from stages.drift import build_reference, feature_drift
+from stages.drift import Reference, bin_shares, build_reference, feature_drift
 from stages.errors import DataError, QuantpipeError
 from stages.io import write_json, write_text
 from stages.metrics import accuracy
@@ -120,6 +120,7 @@ def monitor_report(
     y: np.ndarray | None,
     registry: ModelRegistry,
     params: MonitorParams,
+    reference: Reference | None = None,
 ) -> dict[str, Any]:
     """The drift report of a batch.
 
@@ -130,6 +131,8 @@ def monitor_report(
     y : ndarray of shape (n,) or None
     registry : ModelRegistry
     params : MonitorParams
+    reference : Reference, optional
+        ``build_reference(X_train, ...)`` if already built.
 
     Returns
     -------
@@ -139,8 +142,8 @@ def monitor_report(
         ``ks``, ``mean`` on the training and the complete batch rows, ``alert``) and, with
         labels, ``models`` (``r2`` and ``mse`` of every variant on the complete rows).
     """
-    names = registry.feature_names
-    reference = build_reference(X_train, names, params.bins)
+    if reference is None:
+        reference = build_reference(X_train, registry.feature_names, params.bins)
     features = feature_drift(reference, X, X_train)
     for stats in features.values():
         stats["alert"] = int(
@@ -181,22 +184,13 @@ def monitor_report(
     return report
 
 
-def drift_csv(X_train: np.ndarray, X: np.ndarray, names: Sequence[str], bins: int) -> str:
+def drift_csv(reference: Reference, X: np.ndarray) -> str:
     """Long-format CSV for ``dvc plots``: each feature's share per training-decile bin."""
-    reference = build_reference(X_train, tuple(names), bins)
     lines = ["feature,bin,source,share"]
-    for j, name in enumerate(names):
-        batch = X[:, j]
+    for j, name in enumerate(reference.feature_names):
         for source, shares in (
             ("train", reference.expected[j]),
-            (
-                "batch",
-                np.bincount(
-                    np.searchsorted(reference.edges[j], batch[np.isfinite(batch)], side="right"),
-                    minlength=bins,
-                )
-                / max(np.isfinite(batch).sum(), 1),
-            ),
+            ("batch", bin_shares(X[:, j], reference.edges[j])),
         ):
             lines += [f"{name},{b + 1},{source},{share:.6g}" for b, share in enumerate(shares)]
     return "\n".join(lines) + "\n"
@@ -232,9 +226,10 @@ def _body(args: argparse.Namespace) -> None:
     registry = ModelRegistry.from_directory(args.models_dir)
     train = load_dataset(args.train)
     X, y = read_batch(batch_path, registry.feature_names)
-    report = _rounded(monitor_report(train.X, X, y, registry, params.monitor))
+    reference = build_reference(train.X, registry.feature_names, params.monitor.bins)
+    report = _rounded(monitor_report(train.X, X, y, registry, params.monitor, reference))
     write_json(args.report, report)
-    write_text(args.plot, drift_csv(train.X, X, registry.feature_names, params.monitor.bins))
+    write_text(args.plot, drift_csv(reference, X))
     log.info(
         "%s: %d rows, %d alert(s); wrote %s and %s",
         batch_path,
