@@ -274,16 +274,8 @@ def _member(arrays: dict[str, np.ndarray], name: str, dtype: str, shape: tuple, 
     return array
 
 
-def model_from_arrays(arrays: dict[str, np.ndarray], path: str | Path) -> Model:
-    """Check and interpret the members of a model file.
-
-    Raises
-    ------
-    ModelFileError
-        If a member is missing, has the wrong dtype or shape, the header is not this
-        format or version, or a value is not finite.
-    """
-    path = Path(path)
+def _read_header(arrays: dict[str, np.ndarray], path: Path) -> dict[str, Any]:
+    """The JSON object in a file's ``header`` member (UTF-8 bytes), checked."""
     _expect("header" in arrays, path, "no header: not a quantpipe model file")
     raw = arrays["header"]
     _expect(raw.dtype == np.uint8 and raw.ndim == 1, path, "header is not UTF-8 JSON bytes")
@@ -294,6 +286,20 @@ def model_from_arrays(arrays: dict[str, np.ndarray], path: str | Path) -> Model:
             f"{path}: header is not valid JSON; rebuild it with `dvc repro`"
         ) from None
     _expect(isinstance(header, dict), path, "header is not a JSON object")
+    return header
+
+
+def model_from_arrays(arrays: dict[str, np.ndarray], path: str | Path) -> Model:
+    """Check and interpret the members of a model file.
+
+    Raises
+    ------
+    ModelFileError
+        If a member is missing, has the wrong dtype or shape, the header is not this
+        format or version, or a value is not finite.
+    """
+    path = Path(path)
+    header = _read_header(arrays, path)
     _expect(header.get("format") == FORMAT, path, f"format is not '{FORMAT}'")
     version = header.get("format_version")
     if version != FORMAT_VERSION:
@@ -456,16 +462,9 @@ def load_reference(path: str | Path) -> Reference:
     path = Path(path)
     arrays = load_npz(path, ModelFileError)
     _expect(set(arrays) == _REFERENCE_MEMBERS, path, f"members are {sorted(arrays)}")
-    try:
-        header = json.loads(arrays["header"].tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ModelFileError(
-            f"{path}: header is not valid JSON; rebuild it with `dvc repro`"
-        ) from None
+    header = _read_header(arrays, path)
     _expect(
-        isinstance(header, dict)
-        and header.get("format") == REFERENCE_FORMAT
-        and header.get("format_version") == FORMAT_VERSION,
+        header.get("format") == REFERENCE_FORMAT and header.get("format_version") == FORMAT_VERSION,
         path,
         f"not a {REFERENCE_FORMAT} file of version {FORMAT_VERSION}",
     )
