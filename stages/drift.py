@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stages import numerics
+
 #: Quantiles of each training feature kept in a reference (for KS without the sample).
 N_QUANTILES = 1001
 #: Floor on a bin's share, so that an empty bin gives a large but finite PSI.
@@ -103,10 +105,15 @@ def build_reference(X: np.ndarray, feature_names: tuple[str, ...], bins: int = 1
 
 
 def psi(expected: np.ndarray, actual: np.ndarray) -> float:
-    """Population stability index of two vectors of bin shares (each summing to 1)."""
+    """Population stability index of two vectors of bin shares (each summing to 1).
+
+    The logarithms and the sum are the same bits on every machine (:func:`numerics.ln`,
+    :func:`numerics.sum_exact`); numpy's ``log`` has per-CPU implementations.
+    """
     e = np.maximum(np.asarray(expected, dtype=np.float64), PSI_EPSILON)
     a = np.maximum(np.asarray(actual, dtype=np.float64), PSI_EPSILON)
-    return float(np.sum((a - e) * np.log(a / e)))
+    logs = np.array([numerics.ln(r) for r in (a / e).tolist()])
+    return numerics.sum_exact((a - e) * logs)
 
 
 def ks_against_reference(reference: Reference, j: int, values: np.ndarray) -> float:

@@ -54,9 +54,30 @@ def write_text(path: str | Path, text: str) -> None:
     _write_with(path, "w", lambda fh: fh.write(text))
 
 
+def without_negative_zero(data: Any) -> Any:
+    """``data`` with every float ``-0.0`` in it (in dicts, lists, tuples) made ``0.0``.
+
+    A zero's sign carries no information in a metric or a header, but JSON keeps it, so a
+    zero that changes sign would show as a change in ``git diff`` and ``dvc metrics diff``.
+    """
+    if isinstance(data, float):
+        return data + 0.0  # -0.0 + 0.0 == 0.0; every other float is unchanged
+    if isinstance(data, dict):
+        return {k: without_negative_zero(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [without_negative_zero(v) for v in data]
+    return data
+
+
+def json_text(data: Any, **options: Any) -> str:
+    """JSON of ``data`` as every output of the project writes it: no NaN or infinity, no
+    ``-0.0``, floats as Python's shortest round-trip repr (the same on every machine)."""
+    return json.dumps(without_negative_zero(data), allow_nan=False, **options)
+
+
 def write_json(path: str | Path, data: Any) -> None:
-    """Write ``data`` as indented JSON with a trailing newline, atomically."""
-    write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+    """Write ``data`` as indented JSON (:func:`json_text`) with a trailing newline, atomically."""
+    write_text(path, json_text(data, indent=2) + "\n")
 
 
 def save_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:

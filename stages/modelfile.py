@@ -36,7 +36,7 @@ import numpy as np
 
 from stages.drift import N_QUANTILES, Reference
 from stages.errors import ModelFileError
-from stages.io import load_npz, save_npz
+from stages.io import json_text, load_npz, save_npz
 from stages.quantization import (
     SCALE_DTYPE,
     IntegerLinear,
@@ -121,7 +121,7 @@ Model = LinearModel | IntegerModel
 
 
 def _header_array(header: dict[str, Any]) -> np.ndarray:
-    text = json.dumps(header, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    text = json_text(header, sort_keys=True, separators=(",", ":"))
     return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
 
 

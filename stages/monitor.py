@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from stages import cli, paths
+from stages import cli, numerics, paths
 from stages.dataset import TARGET_NAME, load_dataset
 from stages.drift import Reference, bin_shares, build_reference, feature_drift
 from stages.errors import DataError, QuantpipeError
@@ -162,8 +162,8 @@ def monitor_report(
         report["predictions"] = {
             "psi": stats["psi"],
             "ks": stats["ks"],
-            "train_mean": float(train_pred.mean()),
-            "batch_mean": float(pred.mean()),
+            "train_mean": numerics.mean(train_pred),
+            "batch_mean": numerics.mean(pred),
             "alert": int(stats["psi"] > params.psi_alert or stats["ks"] > params.ks_alert),
         }
         if y is not None and np.isfinite(y[complete]).all():
@@ -200,7 +200,7 @@ def _rounded(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _rounded(v) for k, v in value.items()}
     if isinstance(value, float):
-        return float(f"{value:.6g}") + 0.0
+        return float(f"{value:.6g}")
     return value
 
 

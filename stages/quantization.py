@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stages import numerics
+
 #: Narrowest and widest code widths supported.
 MIN_BITS = 2
 MAX_BITS = 16
@@ -233,8 +235,8 @@ def unpack_codes(packed: np.ndarray, bits: int, n: int) -> np.ndarray:
     return values.astype(code_dtype(bits))
 
 
-def feature_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and standard deviation of training data.
+def feature_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-feature mean, standard deviation and covariance of training data.
 
     Parameters
     ----------
@@ -246,11 +248,15 @@ def feature_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     std : ndarray of shape (n_features,)
         Population standard deviation; a constant feature gets 1.0 (as scikit-learn's
         ``StandardScaler`` does), so folding never divides by zero.
+    cov : ndarray of shape (n_features, n_features)
+        Population covariance (``np.cov(X, rowvar=False, bias=True)``), for data-aware
+        rounding.
+
+    All three are computed exactly and rounded once (:func:`stages.numerics.mean_std_cov`),
+    so they are the same on every machine.
     """
-    X = np.asarray(X, dtype=np.float64)
-    mean = X.mean(axis=0)
-    std = X.std(axis=0)
-    return mean, np.where(std > 0, std, 1.0)
+    mean, std, cov = numerics.mean_std_cov(X)
+    return mean, np.where(std > 0, std, 1.0), cov
 
 
 @dataclass(frozen=True)
@@ -372,7 +378,7 @@ def quantize_linear(
     w_hat = dequantize_codes(tensor.codes, scale, tensor.zero_point)
     b = float(intercept)
     if bias_correction:
-        b = b + float((w - w_hat) @ mean)
+        b = b + numerics.dot(w - w_hat, mean)
     return QuantizedLinear(
         codes=tensor.codes,
         scale=scale,
@@ -390,13 +396,15 @@ PARALLEL_CHUNK_ROWS = 1 << 18
 def predict(
     X: np.ndarray, weights: np.ndarray, intercept: float, *, threads: int = 1
 ) -> np.ndarray:
-    """Predictions of a linear model, the same bits for a row whatever batch it is in.
+    """Predictions of a linear model, the same bits for a row whatever its batch or machine.
 
-    BLAS matrix-vector products (``X @ w``) accumulate a row differently depending on the
-    batch size and the row's position in it, so one row sent alone can differ in its last
-    bits from the same row in a batch. ``einsum`` accumulates each row the same way
-    whatever surrounds it, so the evaluate stage, the batch command and the server agree
-    bit for bit, and a large batch can be split over threads without changing a bit.
+    BLAS matrix-vector products (``X @ w``) accumulate a row in an order that depends on the
+    batch size, the row's position in it and the CPU's kernels, so one row sent alone, or
+    on another machine, can differ in its last bits. Here every row is
+    ``(x0*w0 + x1*w1 + ... + x7*w7) + intercept``, left to right, one correctly rounded
+    operation at a time (:func:`stages.numerics.row_dot`), so the evaluate stage, the batch
+    command and the server agree bit for bit on every machine, and a large batch can be
+    split over threads without changing a bit.
 
     Parameters
     ----------
@@ -405,7 +413,7 @@ def predict(
     intercept : float
     threads : int, default=1
         Threads for batches larger than :data:`PARALLEL_CHUNK_ROWS` (numpy releases the
-        GIL in ``einsum``).
+        GIL in its loops).
 
     Returns
     -------
@@ -416,7 +424,7 @@ def predict(
     out = np.empty(X.shape[0])
 
     def rows(start: int, stop: int) -> None:
-        np.einsum("ij,j->i", X[start:stop], w, out=out[start:stop])
+        numerics.row_dot(X[start:stop], w, out[start:stop])
         out[start:stop] += intercept
 
     n = X.shape[0]
@@ -443,8 +451,7 @@ def _rounding_choices(lo: np.ndarray, hi: np.ndarray, s: float, v: np.ndarray, C
     if n <= EXHAUSTIVE_MAX:
         picks = (np.arange(2**n)[:, None] >> np.arange(n)) & 1
         codes = np.where(picks == 1, hi, lo)
-        d = codes * s - v
-        err = np.einsum("ki,ij,kj->k", d, C, d)
+        err = numerics.quadratic_forms(codes * s - v, C)
         k = int(np.argmin(err))
         return codes[k], float(err[k])
     codes = np.where(np.abs(lo * s - v) <= np.abs(hi * s - v), lo, hi)
@@ -455,8 +462,7 @@ def _rounding_choices(lo: np.ndarray, hi: np.ndarray, s: float, v: np.ndarray, C
             for c in {lo[j], hi[j]}:
                 trial = codes.copy()
                 trial[j] = c
-                d = trial * s - v
-                e = float(d @ C @ d)
+                e = float(numerics.quadratic_forms((trial * s - v)[None], C)[0])
                 if best is None or e < best[0] - 1e-18:
                     best = (e, c)
             if best[1] != codes[j]:
@@ -464,8 +470,7 @@ def _rounding_choices(lo: np.ndarray, hi: np.ndarray, s: float, v: np.ndarray, C
                 changed = True
         if not changed:
             break
-    d = codes * s - v
-    return codes, float(d @ C @ d)
+    return codes, float(numerics.quadratic_forms((codes * s - v)[None], C)[0])
 
 
 def quantize_data_aware(
@@ -715,12 +720,12 @@ def quantize_integer(
     w_code = w * sx  # the weight of one input code step
     levels = 2**bits - 1
     xq = np.clip(np.rint((X_train - lo) / sx), 0, levels)
-    C = np.cov(xq, rowvar=False, bias=True).reshape(w.shape[0], w.shape[0])
+    xq_mean, _, C = numerics.mean_std_cov(xq)
     tensor = quantize_data_aware(w_code, C, bits, symmetric=True)
     S = float(tensor.scale[0])
     Wq = tensor.codes.astype(np.int64) - int(tensor.zero_point[0])
     # y = w @ x + b = w_code @ (x - lo) / sx + (b + w @ lo); bias-correct at the mean code
-    b_folded = float(intercept) + float(w @ lo) + float((w_code - S * Wq) @ xq.mean(axis=0))
+    b_folded = float(intercept) + numerics.dot(w, lo) + numerics.dot(w_code - S * Wq, xq_mean)
     B = int(np.rint(b_folded / S))
     bound = int(np.abs(Wq).sum()) * levels + abs(B)
     if bound > np.iinfo(np.int32).max:

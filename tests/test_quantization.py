@@ -116,7 +116,7 @@ def test_standardization_beats_raw_coefficients_on_badly_scaled_features():
     # one feature in thousands, one in thousandths: a shared raw scale drowns the second.
     X = rng.normal([0.0, 0.0], [1000.0, 0.001], size=(500, 2))
     coef = np.array([0.001, 1000.0])
-    mean, std = feature_stats(X)
+    mean, std, _ = feature_stats(X)
     ref = predict(X, coef, 0.0)
     errors = {}
     for standardize in (True, False):
@@ -126,7 +126,7 @@ def test_standardization_beats_raw_coefficients_on_badly_scaled_features():
 
 
 def test_feature_stats_constant_feature_gets_unit_std():
-    mean, std = feature_stats(np.array([[1.0, 5.0], [3.0, 5.0]]))
+    mean, std, _ = feature_stats(np.array([[1.0, 5.0], [3.0, 5.0]]))
     assert_allclose(mean, [2.0, 5.0])
     assert_allclose(std, [1.0, 1.0])
 
