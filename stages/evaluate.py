@@ -10,14 +10,15 @@ data of the ``dvc plots`` defined in ``dvc.yaml``.
 
 DVC does not clean up after an item removed from a ``matrix`` (a width from
 ``quantize.bits`` or ``integer.bits``, a dtype from ``quantize.casts``): its entry stays in
-``dvc.lock`` and its model file stays on disk. This stage removes both before it evaluates,
-so that what ``dvc metrics show`` and ``dvc.lock`` list is what ``params.yaml`` asks for.
+``dvc.lock`` and its model file stays on disk, and an item put back is appended at the end
+of ``dvc.lock``. This stage removes both before it evaluates and puts ``dvc.lock`` in the
+order of ``dvc.yaml`` (:mod:`stages.lockfile`), so that what ``dvc metrics show`` and
+``dvc.lock`` list is what ``params.yaml`` asks for, and the same params give the same bytes.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import logging
 import sys
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ import numpy as np
 from stages import cli, paths
 from stages.dataset import load_dataset
 from stages.io import write_json, write_text
+from stages.lockfile import tidy_lockfile
 from stages.metrics import (
     accuracy,
     compare,
@@ -42,9 +44,6 @@ from stages.params import Params, load_params
 
 log = logging.getLogger("quantpipe.evaluate")
 
-#: The matrix stages that write derived models, and the params list each iterates over.
-MATRIX_STAGES = ("quantize", "integer", "cast")
-
 
 def expected_variants(params: Params) -> list[str]:
     """The derived variants ``params.yaml`` asks for, in report order."""
@@ -55,13 +54,13 @@ def expected_variants(params: Params) -> list[str]:
     )
 
 
-def expected_stages(params: Params) -> set[str]:
-    """The ``dvc.lock`` names of the matrix stages ``params.yaml`` asks for."""
-    return (
-        {f"quantize@{b}" for b in params.quantize.bits}
-        | {f"integer@{b}" for b in params.integer.bits}
-        | {f"cast@{d}" for d in params.quantize.casts}
-    )
+def matrix_items(params: Params) -> dict[str, list[str]]:
+    """Each matrix stage of ``dvc.yaml`` and its items as ``params.yaml`` lists them."""
+    return {
+        "quantize": [str(b) for b in params.quantize.bits],
+        "integer": [str(b) for b in params.integer.bits],
+        "cast": list(params.quantize.casts),
+    }
 
 
 def evaluate_model(
@@ -101,27 +100,20 @@ def evaluate_model(
     return report, pred
 
 
-def prune_stale(
-    variants: Sequence[str], stages: set[str], models_dir: Path, lockfile: Path
-) -> list[str]:
-    """Remove the model files and ``dvc.lock`` entries that ``params.yaml`` no longer asks for.
+def prune_stale_models(variants: Sequence[str], models_dir: Path) -> list[str]:
+    """Remove the derived model files that ``params.yaml`` no longer asks for.
 
     Parameters
     ----------
     variants : sequence of str
         The derived variants asked for (``q8``, ``q8i``, ``float16`` …).
-    stages : set of str
-        Their matrix stages' names in ``dvc.lock`` (``quantize@8``, ``cast@float16`` …).
     models_dir : Path
-        Where the derived models are written.
-    lockfile : Path
-        ``dvc.lock``; entries of the matrix stages not in ``stages`` are removed, the rest
-        of the file is kept as it is.
+        Where the derived models are written; other files there are left alone.
 
     Returns
     -------
     list of str
-        What was removed, for the log.
+        The files removed, for the log.
     """
     removed: list[str] = []
     keep = set(variants)
@@ -131,31 +123,16 @@ def prune_stale(
             if derived and path.stem not in keep:
                 path.unlink()
                 removed.append(str(path))
-    if lockfile.is_file():
-        from ruamel.yaml import YAML  # DVC's own YAML library; kept out of import time
-
-        yaml = YAML()
-        lock = yaml.load(lockfile.read_text(encoding="utf-8"))
-        entries = lock.get("stages", {}) if isinstance(lock, dict) else {}
-        stale = [
-            name
-            for name in entries
-            if name.partition("@")[0] in MATRIX_STAGES and "@" in name and name not in stages
-        ]
-        if stale:
-            for name in stale:
-                del entries[name]
-            text = io.StringIO()
-            yaml.dump(lock, text)
-            write_text(lockfile, text.getvalue())
-            removed.extend(f"{lockfile}:{name}" for name in stale)
     return removed
 
 
 def _body(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     variants = expected_variants(params)
-    stale = prune_stale(variants, expected_stages(params), args.quantized_dir, args.lockfile)
+    stale = prune_stale_models(variants, args.quantized_dir) + [
+        f"{args.lockfile}:{name}"
+        for name in tidy_lockfile(args.lockfile, args.dvcfile, matrix_items(params))
+    ]
     for item in stale:
         log.info("removed %s: params.yaml no longer asks for it", item)
     test = load_dataset(args.test)
@@ -204,6 +181,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m stages.evalua
         "--quantized-dir", type=Path, default=paths.QUANTIZED_DIR, help="quantized models"
     )
     p.add_argument("--lockfile", type=Path, default=paths.LOCKFILE, help="DVC lock file")
+    p.add_argument("--dvcfile", type=Path, default=paths.DVCFILE, help="DVC pipeline file")
     p.add_argument("--eval-dir", type=Path, default=paths.EVAL_DIR, help="per-variant metrics")
     p.add_argument("--compare-json", type=Path, default=paths.COMPARE_JSON, help="comparison")
     p.add_argument("--compare-md", type=Path, default=paths.COMPARE_MD, help="markdown table")

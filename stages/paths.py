@@ -10,6 +10,7 @@ from stages.quantization import CASTS
 
 PARAMS = Path("params.yaml")
 
+DVCFILE = Path("dvc.yaml")
 LOCKFILE = Path("dvc.lock")
 RAW_DATA = Path("data/raw/california_housing.npz")
 TRAIN_DATA = Path("data/split/train.npz")

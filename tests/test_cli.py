@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from stages import cli
-from stages.evaluate import prune_stale
+from stages.evaluate import prune_stale_models
 from stages.modelfile import quantized_model_arrays, save_model
 from stages.quantization import quantize_linear
 from tests.conftest import REPO_ROOT
@@ -135,60 +135,12 @@ def test_bits_flag_out_of_range(tmp_path, monkeypatch, capsys):
     assert err == "error: --bits 1 is not allowed; use an integer from 2 to 16\n"
 
 
-LOCK = """\
-schema: '2.0'
-stages:
-  train:
-    cmd: python -m stages.train
-  quantize@4:
-    cmd: python -m stages.quantize --bits 4
-  quantize@8:
-    cmd: python -m stages.quantize --bits 8
-  integer@8:
-    cmd: python -m stages.integer --bits 8
-  cast@float16:
-    cmd: python -m stages.cast --dtype float16
-  cast@bfloat16:
-    cmd: python -m stages.cast --dtype bfloat16
-"""
-
-
-def test_prune_stale_removes_files_and_lock_entries(tmp_path):
+def test_prune_stale_models_removes_only_unwanted_derived_models(tmp_path):
     models = tmp_path / "quantized"
     models.mkdir()
     for name in ("q4.npz", "q8.npz", "q8i.npz", "float16.npz", "bfloat16.npz", "notes.txt"):
         (models / name).write_text("x")
-    lock = tmp_path / "dvc.lock"
-    lock.write_text(LOCK)
-    removed = prune_stale(["q8", "bfloat16"], {"quantize@8", "cast@bfloat16"}, models, lock)
+    removed = prune_stale_models(["q8", "bfloat16"], models)
     assert sorted(p.name for p in models.iterdir()) == ["bfloat16.npz", "notes.txt", "q8.npz"]
-    assert yaml.safe_load(lock.read_text())["stages"].keys() == {
-        "train",
-        "quantize@8",
-        "cast@bfloat16",
-    }
-    assert removed == [
-        str(models / "float16.npz"),
-        str(models / "q4.npz"),
-        str(models / "q8i.npz"),
-        f"{lock}:quantize@4",
-        f"{lock}:integer@8",
-        f"{lock}:cast@float16",
-    ]
-    # the rest of the lock file is kept as DVC wrote it
-    kept = "".join(
-        line + "\n"
-        for line in LOCK.splitlines()
-        if not any(
-            k in line for k in ("@4", "integer", "cast@float16", "--dtype float16", "--bits 4")
-        )
-    )
-    assert lock.read_text() == kept
-
-
-def test_prune_stale_with_nothing_to_do(tmp_path):
-    lock = tmp_path / "dvc.lock"
-    lock.write_text(LOCK)
-    stages = {"quantize@4", "quantize@8", "integer@8", "cast@float16", "cast@bfloat16"}
-    assert prune_stale(["q4"], stages, tmp_path / "missing", lock) == []
-    assert lock.read_text() == LOCK
+    assert removed == [str(models / n) for n in ("float16.npz", "q4.npz", "q8i.npz")]
+    assert prune_stale_models(["q4"], tmp_path / "missing") == []
