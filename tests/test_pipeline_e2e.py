@@ -144,6 +144,76 @@ def test_batch_predictions_reproduce_the_evaluate_stage_exactly(repo):
         assert accuracy(test.y, predictions) == repo.metrics(variant)["accuracy"]
 
 
+LOADED_MODULES = """
+import atexit, json, os, runpy, sys
+module, out = sys.argv[1], os.environ["QUANTPIPE_LOADED"]
+sys.argv = [module, *sys.argv[2:]]
+atexit.register(lambda: json.dump(
+    sorted({m.__file__ for m in list(sys.modules.values()) if getattr(m, "__file__", None)}),
+    open(out, "w"),
+))
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""
+
+
+def _lock_stages(repo) -> dict:
+    return yaml.safe_load((repo.path / "dvc.lock").read_text())["stages"]
+
+
+def test_every_stage_process_loads_only_modules_it_lists(repo, tmp_path):
+    """What each stage's process really imports, run as dvc runs it, is among the deps that
+    dvc.yaml lists (DVC checks those: a dep removed from dvc.yaml but left in dvc.lock is
+    not a change to DVC)."""
+    pipeline = yaml.safe_load((repo.path / "dvc.yaml").read_text())["stages"]
+    for name, stage in _lock_stages(repo).items():
+        words = stage["cmd"].split()
+        assert words[:2] == ["python", "-m"], stage["cmd"]
+        out = tmp_path / f"{name}.json"
+        result = subprocess.run(
+            [sys.executable, "-c", LOADED_MODULES, *words[2:]],
+            cwd=repo.path,
+            env={**repo.env, "QUANTPIPE_LOADED": str(out)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, f"{name}: {result.stderr}"
+        loaded = {
+            Path(f).resolve().relative_to(repo.path.resolve()).as_posix()
+            for f in json.loads(out.read_text())
+            if Path(f).resolve().is_relative_to(repo.path.resolve())
+        }
+        listed = set(pipeline[name.partition("@")[0]]["deps"])
+        assert loaded, name
+        assert loaded <= listed, f"{name} loads {sorted(loaded - listed)} but does not list them"
+    assert _git("status", "--porcelain", cwd=repo.path) == ""  # the reruns wrote the same bytes
+
+
+def test_changing_any_module_reruns_every_stage_that_imports_it(repo):
+    from tests.test_stage_deps import deps
+
+    importers: dict[str, set[str]] = {}
+    for name, stage in _lock_stages(repo).items():
+        for path in deps.closure(deps.entry_module(stage["cmd"]), repo.path):
+            importers.setdefault(path.relative_to(repo.path).as_posix(), set()).add(name)
+    modules = sorted(p.relative_to(repo.path).as_posix() for p in repo.path.glob("stages/*.py"))
+    assert set(importers) <= set(modules)
+    for module in modules:
+        path = repo.path / module
+        original = path.read_bytes()
+        path.write_bytes(original + b"\n# changed\n")
+        try:
+            changed = set(json.loads(repo.dvc("status", "--json").stdout))
+        finally:
+            path.write_bytes(original)
+        missed = importers.get(module, set()) - changed
+        assert not missed, f"changing {module} leaves {sorted(missed)} up to date"
+    pycache = repo.path / "stages" / "__pycache__"
+    pycache.mkdir(exist_ok=True)
+    (pycache / "stray.cpython-311.pyc").write_bytes(b"not a change")
+    assert "Data and pipelines are up to date." in repo.dvc("status").stdout
+
+
 def test_changing_widths_leaves_nothing_stale_and_bad_params_stop_the_run(repo):
     """Runs after the tests above, on the same copy: widths [4, 8], then a misspelt key."""
 
@@ -174,6 +244,11 @@ def test_changing_widths_leaves_nothing_stale_and_bad_params_stop_the_run(repo):
     assert repo.metrics("q8") == json.loads(
         (REPO_ROOT / "metrics" / "eval" / "q8.json").read_text()
     )
+
+    # putting the widths back gives back the committed dvc.lock and metrics, byte for byte
+    _git("checkout", "--", "params.yaml", cwd=repo.path)
+    repo.dvc("repro")
+    assert _git("status", "--porcelain", cwd=repo.path) == ""
 
     repo.set_params(lambda p: p["quantize"].update(bitz=[4]))
     before = (repo.path / "dvc.lock").read_text()
