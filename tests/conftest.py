@@ -1,8 +1,9 @@
-"""Shared fixtures: the repository root and the real data in ``../shared/data``."""
+"""Shared fixtures: the repository root, and the real data wherever a user has it."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -13,23 +14,41 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 os.environ["DVC_NO_ANALYTICS"] = "1"
 
 
-def _shared_data_home() -> Path:
-    """scikit-learn's data folder holding the real data set's cache file."""
-    override = os.environ.get("QUANTPIPE_SHARED_DATA")
-    base = Path(override) if override else REPO_ROOT.parent / "shared" / "data"
-    return base / "scikit_learn_data"
+#: scikit-learn's cache file of the real data set.
+CACHE_FILE = "cal_housing_py3.pkz"
+
+
+def data_home_candidates(env: Mapping[str, str], home: Path) -> list[Path]:
+    """Where the real data may be, in order: where scikit-learn looks (``SCIKIT_LEARN_DATA``,
+    else ``~/scikit_learn_data``), then the shared copy beside the repository
+    (``$QUANTPIPE_SHARED_DATA/scikit_learn_data``, else ``../shared/data/scikit_learn_data``).
+    """
+    sklearn = env.get("SCIKIT_LEARN_DATA") or str(home / "scikit_learn_data")
+    shared = env.get("QUANTPIPE_SHARED_DATA") or str(REPO_ROOT.parent / "shared" / "data")
+    return [Path(sklearn).expanduser(), Path(shared).expanduser() / "scikit_learn_data"]
+
+
+def find_data_home(env: Mapping[str, str], home: Path) -> tuple[Path | None, str]:
+    """The first candidate folder that holds the cache file, and what to say if none does."""
+    candidates = data_home_candidates(env, home)
+    for folder in candidates:
+        if (folder / CACHE_FILE).is_file():
+            return folder, ""
+    return None, (
+        f"the real California Housing data ({CACHE_FILE}) is in none of: "
+        + ", ".join(str(c) for c in candidates)
+        + "; run `python -m stages.fetch` once with a network (it caches the file in "
+        "~/scikit_learn_data), or set SCIKIT_LEARN_DATA to a folder that holds it"
+    )
 
 
 @pytest.fixture(scope="session")
 def sklearn_data_home() -> Path:
-    """The real California Housing cache, or a skip (a failure when ``CI=true``)."""
-    home = _shared_data_home()
-    if not (home / "cal_housing_py3.pkz").is_file():
-        message = (
-            f"the real data is not at {home}: put ../shared/data beside the repository "
-            "or set QUANTPIPE_SHARED_DATA to the folder holding scikit_learn_data/"
-        )
+    """The real California Housing cache, or a skip that says how to provide it (a failure
+    when ``CI=true``)."""
+    folder, message = find_data_home(os.environ, Path.home())
+    if folder is None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
-    return home
+    return folder

@@ -49,6 +49,22 @@ def test_reproduce_checks_the_lock_before_reporting_and_gating():
         assert path in steps[upload]["with"]["path"]
 
 
+def test_same_bytes_is_checked_on_x86_64_and_arm_before_the_image_is_built():
+    job = JOBS["same-bytes"]
+    assert set(job["strategy"]["matrix"]["runner"]) == {"ubuntu-24.04", "ubuntu-24.04-arm"}
+    assert job["runs-on"] == "${{ matrix.runner }}"
+    steps = job["steps"]
+    repro = index(steps, runs(".ci/steps reproduce"), "checking the lock on the runner")
+    same = index(steps, runs(".ci/steps same-bytes"), "rebuilding under other environments")
+    assert repro < same
+    assert "same-bytes" in JOBS["container"]["needs"]
+
+
+def test_the_stages_code_deps_are_checked():
+    steps = JOBS["test"]["steps"]
+    index(steps, runs("python .ci/stage_deps.py"), "checking the stages' code deps")
+
+
 def test_image_is_built_from_the_reproduced_models_and_pushed_only_after_its_smoke_test():
     job = JOBS["container"]
     assert {"test", "reproduce"} <= set(job["needs"])
