@@ -3,9 +3,12 @@
 A linear model's prediction reads 8 float64 features and writes one float64 a row: 72
 bytes. At this machine's memory bandwidth B, no implementation can pass B / 72 rows/s.
 This script measures B (a streaming read, and a copy), then rows/s of: numpy's ``X @ w``
-(BLAS gemv: fast, but its result for a row depends on the batch), quantpipe's float path
-(``einsum``: the same bits for a row whatever its batch) on one thread and on every core,
-and the integer-only path. Medians of 5 runs, one process, figures printed as markdown.
+(BLAS gemv: fast, but its result for a row depends on the batch and the CPU), numpy's
+``einsum`` (the same bits for a row whatever its batch, but not whatever the CPU: the float
+path before it became machine-independent), quantpipe's float path (a fixed tree of IEEE
+operations, :func:`stages.numerics.row_dot`: the same bits whatever the batch and the
+machine) on one thread and on every core, and the integer-only path. Medians of 5 runs, one
+process, figures printed as markdown.
 
 Run from the repository root after ``dvc repro``::
 
@@ -19,10 +22,12 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from stages.predictor import ModelRegistry
+from stages.quantization import PARALLEL_CHUNK_ROWS
 
 BYTES_PER_ROW = 8 * 8 + 8
 
@@ -35,6 +40,22 @@ def median_seconds(f: Callable[[], object], runs: int = 5) -> float:
         f()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def einsum_predict(X: np.ndarray, w: np.ndarray, b: float, threads: int) -> np.ndarray:
+    """The float path as it was before it became machine-independent, for comparison:
+    ``einsum`` (batch-invariant, but its accumulation depends on the CPU), in the same
+    chunks over the same threads."""
+    out = np.empty(X.shape[0])
+
+    def rows(start: int) -> None:
+        stop = min(start + PARALLEL_CHUNK_ROWS, X.shape[0])
+        np.einsum("ij,j->i", X[start:stop], w, out=out[start:stop])
+        out[start:stop] += b
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(rows, range(0, X.shape[0], PARALLEL_CHUNK_ROWS)))
+    return out
 
 
 def main() -> None:
@@ -62,8 +83,14 @@ def main() -> None:
 
     paths = {
         "numpy X @ w + b (BLAS gemv, 1 thread)": lambda: X @ q8.weights + q8.intercept,
-        "quantpipe float path (einsum), 1 thread": lambda: q8.predict(X),
-        f"quantpipe float path (einsum), {cores} threads": lambda: q8.predict(X, threads=cores),
+        "einsum, 1 thread (the float path before: not machine-independent)": lambda: einsum_predict(
+            X, q8.weights, q8.intercept, 1
+        ),
+        f"einsum, {cores} threads (the same)": lambda: einsum_predict(
+            X, q8.weights, q8.intercept, cores
+        ),
+        "quantpipe float path (row_dot), 1 thread": lambda: q8.predict(X),
+        f"quantpipe float path (row_dot), {cores} threads": lambda: q8.predict(X, threads=cores),
         "quantpipe integer-only path (q8i), 1 thread": lambda: registry.get("q8i").predict(X),
     }
     print("| path | M rows/s | GB/s | share of the bandwidth limit |")

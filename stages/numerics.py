@@ -10,10 +10,10 @@ feeds an output of the pipeline is computed here instead, in one of three ways:
   moments and the least-squares solution of the training data are computed in integers and
   fractions (:func:`moments`, :func:`lstsq`, :func:`dot`, :func:`mean`) and each result is
   rounded to float64 once, at the end;
-* **in a fixed order of IEEE 754 operations**, each a separate numpy ufunc pass, so that no
-  kernel choice, vector width or fused multiply-add can change a bit (:func:`row_dot`,
-  :func:`quadratic_forms`); numpy's elementwise ``+``, ``-``, ``*``, ``/`` and ``sqrt`` are
-  correctly rounded on every CPU;
+* **in a fixed order of IEEE 754 operations**, each a separate elementwise numpy pass, so
+  that no kernel choice, vector width or fused multiply-add can change a bit
+  (:func:`row_dot`, :func:`quadratic_forms`): numpy's elementwise ``+``, ``-``, ``*``,
+  ``/`` and ``sqrt`` are correctly rounded on every CPU, whatever loop computes them;
 * in software: :func:`ln` uses Python's :mod:`decimal`, which is correctly rounded by
   specification, rather than the platform's ``log``.
 
@@ -352,17 +352,38 @@ def jacobi_eigenvalues(A: list[list[float]], sweeps: int = 50) -> np.ndarray:
 
 # -- fixed order of IEEE operations ----------------------------------------------------------
 
-#: Rows per pass of :func:`row_dot`: a block of columns stays in cache between passes.
+#: Rows per block of :func:`row_dot`: a block's products stay in cache between its passes.
 ROW_BLOCK = 8192
 
 
-def row_dot(X: np.ndarray, w: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``out[i] = ((X[i, 0] * w[0] + X[i, 1] * w[1]) + ...) + X[i, k-1] * w[k-1]``.
+def tree_sum_order(k: int) -> list[list[tuple[int, int]]]:
+    """The fixed order in which :func:`row_dot` adds the ``k`` products of a row.
 
-    Every product and every sum is one correctly rounded float64 operation, left to right,
-    each a separate numpy pass: no BLAS, no fused multiply-add, no order that depends on the
-    batch, the CPU or the thread count. A row gets the same bits whatever batch it is in and
-    whatever machine computes it.
+    Each level adds column ``i`` and column ``width - half + i`` into column ``i``, for
+    ``i < half = width // 2``; the ``width - half`` columns left are the next level's. For
+    ``k = 8``: ``((p0 + p4) + (p2 + p6)) + ((p1 + p5) + (p3 + p7))``.
+
+    Returns
+    -------
+    list of levels, each a list of ``(into, added)`` column pairs
+    """
+    levels, width = [], k
+    while width > 1:
+        half = width // 2
+        levels.append([(i, width - half + i) for i in range(half)])
+        width -= half
+    return levels
+
+
+def row_dot(X: np.ndarray, w: np.ndarray, out: np.ndarray, offset: float = 0.0) -> np.ndarray:
+    """``out[i] = (sum over j of X[i, j] * w[j]) + offset``, the same bits on every machine.
+
+    Every product is one correctly rounded float64 multiplication, and the products of a
+    row are added pairwise in the fixed order of :func:`tree_sum_order`, one correctly
+    rounded addition at a time, each level a separate numpy pass over a block of rows laid
+    out by column (so every pass is a contiguous, vectorized loop): no BLAS, no fused
+    multiply-add, no order that depends on the batch, the CPU, its SIMD width or the thread
+    count. A row gets the same bits whatever batch it is in and whatever machine computes it.
 
     Parameters
     ----------
@@ -370,6 +391,9 @@ def row_dot(X: np.ndarray, w: np.ndarray, out: np.ndarray) -> np.ndarray:
     w : ndarray of shape (n_features,), float64
     out : ndarray of shape (n_samples,), float64
         Written in place, and returned.
+    offset : float, default=0.0
+        Added to each row's sum last (a linear model's intercept), while the block is in
+        cache; 0.0 adds nothing.
 
     Returns
     -------
@@ -377,17 +401,27 @@ def row_dot(X: np.ndarray, w: np.ndarray, out: np.ndarray) -> np.ndarray:
     """
     n, k = X.shape
     if k == 0:
-        out[:] = 0.0
+        out[:] = offset
         return out
-    tmp = np.empty(min(n, ROW_BLOCK))
-    weights = [float(v) for v in w]
+    column = np.asarray(w, dtype=np.float64).reshape(k, 1)
+    products = np.empty((k, min(n, ROW_BLOCK)))
+    levels = tree_sum_order(k)
     for start in range(0, n, ROW_BLOCK):
         stop = min(start + ROW_BLOCK, n)
-        block, acc, t = X[start:stop], out[start:stop], tmp[: stop - start]
-        np.multiply(block[:, 0], weights[0], out=acc)
-        for j in range(1, k):
-            np.multiply(block[:, j], weights[j], out=t)
-            np.add(acc, t, out=acc)
+        p = products[:, : stop - start]
+        np.multiply(X[start:stop].T, column, out=p)
+        width = k
+        for level in levels[:-1]:
+            half = len(level)
+            np.add(p[:half], p[width - half : width], out=p[:half])
+            width -= half
+        block = out[start:stop]
+        if levels:
+            np.add(p[0], p[1], out=block)
+        else:
+            block[:] = p[0]
+        if offset:
+            np.add(block, offset, out=block)
     return out
 
 
@@ -402,7 +436,8 @@ def quadratic_forms(D: np.ndarray, C: np.ndarray) -> np.ndarray:
     Returns
     -------
     ndarray of shape (n_rows,)
-        ``sum over (i, j), row-major, of (D[r, i] * D[r, j]) * C[i, j]``, left to right.
+        The terms ``(D[r, i] * D[r, j]) * C[i, j]``, flattened row-major, added by
+        :func:`row_dot`'s fixed order.
     """
     D = np.asarray(D, dtype=np.float64)
     C = np.asarray(C, dtype=np.float64)

@@ -400,9 +400,9 @@ def predict(
 
     BLAS matrix-vector products (``X @ w``) accumulate a row in an order that depends on the
     batch size, the row's position in it and the CPU's kernels, so one row sent alone, or
-    on another machine, can differ in its last bits. Here every row is
-    ``(x0*w0 + x1*w1 + ... + x7*w7) + intercept``, left to right, one correctly rounded
-    operation at a time (:func:`stages.numerics.row_dot`), so the evaluate stage, the batch
+    on another machine, can differ in its last bits. Here every row is the sum of its
+    products ``x_j * w_j`` in one fixed pairwise order, then ``+ intercept``, one correctly
+    rounded operation at a time (:func:`stages.numerics.row_dot`), so the evaluate stage, the batch
     command and the server agree bit for bit on every machine, and a large batch can be
     split over threads without changing a bit.
 
@@ -424,8 +424,7 @@ def predict(
     out = np.empty(X.shape[0])
 
     def rows(start: int, stop: int) -> None:
-        numerics.row_dot(X[start:stop], w, out[start:stop])
-        out[start:stop] += intercept
+        numerics.row_dot(X[start:stop], w, out[start:stop], float(intercept))
 
     n = X.shape[0]
     if threads <= 1 or n <= PARALLEL_CHUNK_ROWS:

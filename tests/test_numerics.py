@@ -1,0 +1,176 @@
+"""Machine-independent arithmetic: exact results rounded once, or a fixed order of IEEE ops."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from numpy.testing import assert_allclose, assert_array_equal
+
+from stages import numerics
+
+finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False, width=64)
+
+
+def test_lstsq_known_answer():
+    fit = numerics.lstsq(np.array([[0.0], [1.0], [2.0]]), np.array([1.0, 3.0, 5.0]))
+    assert fit.coef.tolist() == [2.0]
+    assert fit.intercept == 1.0
+    assert fit.rank == 1
+
+
+def test_lstsq_is_the_exact_solution_rounded_once():
+    # y ~ a x + b on x = 0, 1, 3 and y = 0, 1, 1: Sxy / Sxx = (4/3) / (14/3), so a = 2/7,
+    # and b = 2/3 - a * 4/3 = 2/7 (by hand); neither is a binary fraction
+    fit = numerics.lstsq(np.array([[0.0], [1.0], [3.0]]), np.array([0.0, 1.0, 1.0]))
+    assert fit.coef[0] == float(Fraction(2, 7))
+    assert fit.intercept == float(Fraction(2, 7))
+
+
+def test_lstsq_of_dependent_features_is_the_minimum_norm_solution():
+    X = np.array([[1.0, 1.0, 5.0], [2.0, 2.0, 5.0], [3.0, 3.0, 5.0]])  # twin and constant
+    fit = numerics.lstsq(X, np.array([2.0, 4.0, 6.0]))
+    assert fit.coef.tolist() == [1.0, 1.0, 0.0]
+    assert fit.intercept == 0.0
+    assert fit.rank == 1
+
+
+def test_lstsq_agrees_with_lapack_on_well_conditioned_data():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(200, 4))
+    y = X @ np.array([1.5, -2.0, 0.25, 3.0]) + 0.5 + rng.normal(scale=0.1, size=200)
+    fit = numerics.lstsq(X, y)
+    A = np.column_stack([X, np.ones(200)])
+    expected = np.linalg.lstsq(A, y, rcond=None)[0]
+    assert_allclose(fit.coef, expected[:4], rtol=1e-12)
+    assert fit.intercept == pytest.approx(expected[4], rel=1e-12)
+    centered = X - X.mean(axis=0)
+    assert_allclose(fit.singular, np.linalg.svd(centered, compute_uv=False), rtol=1e-12)
+
+
+def test_lstsq_refuses_bad_shapes():
+    with pytest.raises(ValueError, match=r"need X of shape \(n, k\) and y of shape \(n,\)"):
+        numerics.lstsq(np.ones((3, 2)), np.ones(2))
+    with pytest.raises(ValueError, match="need a finite 2-D array"):
+        numerics.lstsq(np.array([[np.nan], [1.0]]), np.ones(2))
+
+
+def test_mean_std_cov_known_answer():
+    mean, std, cov = numerics.mean_std_cov(np.array([[1.0, 2.0], [3.0, 6.0]]))
+    assert mean.tolist() == [2.0, 4.0]
+    assert std.tolist() == [1.0, 2.0]
+    assert cov.tolist() == [[1.0, 2.0], [2.0, 4.0]]
+
+
+def test_exact_sums_do_not_lose_small_terms():
+    assert numerics.dot([1e16, 1.0, -1e16], [1.0, 1.0, 1.0]) == 1.0
+    assert numerics.sum_exact(np.array([1e100, 1.0, -1e100])) == 1.0
+    assert numerics.mean(np.array([1e16, 2.0, -1e16])) == float(Fraction(2, 3))
+
+
+@given(arrays(np.float64, st.integers(1, 40), elements=finite))
+def test_mean_is_exact_and_does_not_depend_on_the_order(values):
+    exact = sum(map(Fraction, values.tolist()), Fraction(0)) / values.size
+    assert numerics.mean(values) == float(exact)
+    assert numerics.mean(values[::-1]) == numerics.mean(values)
+
+
+@given(arrays(np.float64, (17, 3), elements=finite))
+def test_covariance_is_exact_rounded_once(X):
+    _, _, cov = numerics.mean_std_cov(X)
+    rows = [[Fraction(v) for v in row] for row in X.tolist()]
+    means = [sum(col, Fraction(0)) / len(rows) for col in zip(*rows, strict=True)]
+    for a in range(3):
+        for b in range(3):
+            exact = sum(((r[a] - means[a]) * (r[b] - means[b]) for r in rows), Fraction(0))
+            assert cov[a, b] == float(exact / len(rows))
+
+
+def _in_tree_order(terms: list[float]) -> float:
+    """The documented order, in Python floats (each operation rounded, never fused)."""
+    for level in numerics.tree_sum_order(len(terms)):
+        width = len(terms)
+        for into, added in level:
+            terms[into] = terms[into] + terms[added]
+        terms = terms[: width - len(level)]
+    return terms[0]
+
+
+def _reference_dot(row: list[float], w: list[float]) -> float:
+    return _in_tree_order([x * c for x, c in zip(row, w, strict=True)])
+
+
+def test_tree_sum_order_known_answers():
+    assert numerics.tree_sum_order(1) == []
+    assert numerics.tree_sum_order(2) == [[(0, 1)]]
+    assert numerics.tree_sum_order(5) == [[(0, 3), (1, 4)], [(0, 2)], [(0, 1)]]
+    eight = [[(0, 4), (1, 5), (2, 6), (3, 7)], [(0, 2), (1, 3)], [(0, 1)]]
+    assert numerics.tree_sum_order(8) == eight
+
+
+@settings(max_examples=50)
+@given(
+    st.integers(1, 9).flatmap(
+        lambda k: st.tuples(
+            arrays(np.float64, st.tuples(st.integers(1, 30), st.just(k)), elements=finite),
+            arrays(np.float64, (k,), elements=finite),
+        )
+    )
+)
+def test_row_dot_is_in_its_documented_order_and_batch_invariant(case):
+    X, w = case
+    out = numerics.row_dot(X, w, np.empty(X.shape[0]))
+    assert out.tolist() == [_reference_dot(r, w.tolist()) for r in X.tolist()]
+    for i in range(X.shape[0]):
+        alone = numerics.row_dot(X[i : i + 1], w, np.empty(1))
+        assert alone[0] == out[i]
+
+
+def test_row_dot_across_blocks_and_of_no_features():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(numerics.ROW_BLOCK * 2 + 3, 8))
+    w = rng.normal(size=8)
+    out = numerics.row_dot(X, w, np.empty(X.shape[0]))
+    for i in (0, numerics.ROW_BLOCK - 1, numerics.ROW_BLOCK, X.shape[0] - 1):
+        assert out[i] == _reference_dot(X[i].tolist(), w.tolist())
+    assert numerics.row_dot(np.ones((2, 0)), np.ones(0), np.ones(2)).tolist() == [0.0, 0.0]
+
+
+@given(arrays(np.float64, (5, 3), elements=finite), arrays(np.float64, (3, 3), elements=finite))
+def test_quadratic_forms_in_their_documented_order(D, C):
+    got = numerics.quadratic_forms(D, C)
+    for r, d in enumerate(D.tolist()):
+        terms = [(d[i] * d[j]) * float(C[i, j]) for i in range(3) for j in range(3)]
+        assert got[r] == _in_tree_order(terms)
+
+
+def test_ln_known_answers_and_errors():
+    assert numerics.ln(1.0) == 0.0
+    assert numerics.ln(math.e) == 1.0
+    assert numerics.ln(2.0) == 0.6931471805599453
+    with pytest.raises(ValueError, match=r"ln needs a positive finite number, got 0\.0"):
+        numerics.ln(0.0)
+    with pytest.raises(ValueError, match=r"ln needs a positive finite number, got -1\.0"):
+        numerics.ln(-1.0)
+
+
+@given(st.floats(1e-300, 1e300))
+def test_ln_is_within_an_ulp_of_the_platform_log(x):
+    assert abs(numerics.ln(x) - math.log(x)) <= math.ulp(math.log(x))
+
+
+def test_jacobi_eigenvalues_known_answer():
+    assert_allclose(numerics.jacobi_eigenvalues([[2.0, 1.0], [1.0, 2.0]]), [3.0, 1.0])
+    assert_array_equal(numerics.jacobi_eigenvalues([[5.0, 0.0], [0.0, 7.0]]), [7.0, 5.0])
+
+
+def test_dot_refuses_mismatched_or_non_finite_vectors():
+    with pytest.raises(ValueError, match="dot of vectors of different lengths"):
+        numerics.dot([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="dot of non-finite values"):
+        numerics.dot([math.inf], [1.0])
