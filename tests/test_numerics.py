@@ -106,10 +106,10 @@ def _reference_dot(row: list[float], w: list[float]) -> float:
 
 
 def test_tree_sum_order_known_answers():
-    assert numerics.tree_sum_order(1) == []
-    assert numerics.tree_sum_order(2) == [[(0, 1)]]
-    assert numerics.tree_sum_order(5) == [[(0, 3), (1, 4)], [(0, 2)], [(0, 1)]]
-    eight = [[(0, 4), (1, 5), (2, 6), (3, 7)], [(0, 2), (1, 3)], [(0, 1)]]
+    assert numerics.tree_sum_order(1) == ()
+    assert numerics.tree_sum_order(2) == (((0, 1),),)
+    assert numerics.tree_sum_order(5) == (((0, 3), (1, 4)), ((0, 2),), ((0, 1),))
+    eight = (((0, 4), (1, 5), (2, 6), (3, 7)), ((0, 2), (1, 3)), ((0, 1),))
     assert numerics.tree_sum_order(8) == eight
 
 
@@ -129,6 +129,14 @@ def test_row_dot_is_in_its_documented_order_and_batch_invariant(case):
     for i in range(X.shape[0]):
         alone = numerics.row_dot(X[i : i + 1], w, np.empty(1))
         assert alone[0] == out[i]
+
+
+@given(arrays(np.float64, (numerics.SMALL_ROWS + 3, 8), elements=finite), finite)
+def test_row_dot_small_batches_in_python_floats_equal_the_vectorized_path(X, offset):
+    vectorized = numerics.row_dot(X, X[0], np.empty(X.shape[0]), offset)
+    for n in range(1, numerics.SMALL_ROWS + 1):
+        small = numerics.row_dot(X[:n], X[0], np.empty(n), offset)
+        assert small.tolist() == vectorized[:n].tolist()
 
 
 def test_row_dot_across_blocks_and_of_no_features():
