@@ -172,42 +172,41 @@ def dot(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> flo
     return to_float(sum(products, Fraction(0)))
 
 
-def _solve(A: list[list[Fraction]], B: list[list[Fraction]]) -> list[list[Fraction]]:
-    """``A^-1 B`` for a non-singular square ``A``, by Gauss-Jordan elimination on fractions."""
-    n = len(A)
-    rows = [list(A[i]) + list(B[i]) for i in range(n)]
-    for col in range(n):
-        pivot = next(r for r in range(col, n) if rows[r][col] != 0)
-        rows[col], rows[pivot] = rows[pivot], rows[col]
-        p = rows[col][col]
-        rows[col] = [v / p for v in rows[col]]
-        for r in range(n):
-            if r != col and rows[r][col] != 0:
-                f = rows[r][col]
-                rows[r] = [v - f * w for v, w in zip(rows[r], rows[col], strict=True)]
-    return [row[n:] for row in rows]
+def _reduced_row_echelon(
+    M: list[list[Fraction]], columns: int
+) -> tuple[list[int], list[list[Fraction]]]:
+    """Gauss-Jordan elimination on fractions over the first ``columns`` columns of ``M``.
 
-
-def _pivot_columns(G: list[list[Fraction]]) -> tuple[list[int], list[list[Fraction]]]:
-    """Pivot columns of ``G`` and the non-zero rows of its reduced row echelon form."""
-    rows = [list(r) for r in G]
-    n_rows, n_cols = len(rows), len(rows[0]) if rows else 0
+    Returns
+    -------
+    pivots : list of int
+        The pivot columns.
+    rows : list of list of Fraction
+        The non-zero rows of the reduced row echelon form, one per pivot.
+    """
+    rows = [list(r) for r in M]
     pivots: list[int] = []
-    r = 0
-    for col in range(n_cols):
-        pivot = next((i for i in range(r, n_rows) if rows[i][col] != 0), None)
+    for col in range(columns):
+        r = len(pivots)
+        pivot = next((i for i in range(r, len(rows)) if rows[i][col] != 0), None)
         if pivot is None:
             continue
         rows[r], rows[pivot] = rows[pivot], rows[r]
         p = rows[r][col]
         rows[r] = [v / p for v in rows[r]]
-        for i in range(n_rows):
+        for i in range(len(rows)):
             if i != r and rows[i][col] != 0:
                 f = rows[i][col]
                 rows[i] = [v - f * w for v, w in zip(rows[i], rows[r], strict=True)]
         pivots.append(col)
-        r += 1
-    return pivots, rows[:r]
+    return pivots, rows[: len(pivots)]
+
+
+def _solve(A: list[list[Fraction]], B: list[list[Fraction]]) -> list[list[Fraction]]:
+    """``A^-1 B`` for a non-singular square ``A``."""
+    n = len(A)
+    _, rows = _reduced_row_echelon([list(A[i]) + list(B[i]) for i in range(n)], n)
+    return [row[n:] for row in rows]
 
 
 def _transpose(M: list[list[Fraction]]) -> list[list[Fraction]]:
@@ -231,7 +230,7 @@ def min_norm_solve(G: list[list[Fraction]], c: list[Fraction]) -> tuple[list[Fra
     beta : list of Fraction
     rank : int
     """
-    pivots, C = _pivot_columns(G)
+    pivots, C = _reduced_row_echelon(G, len(G))
     if not pivots:
         return [Fraction(0)] * len(c), 0
     B = [[row[j] for j in pivots] for row in G]

@@ -61,6 +61,22 @@ def test_write_json_refuses_nan_and_leaves_no_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_json_outputs_never_hold_negative_zero(tmp_path):
+    data = {"delta": -0.0, "nested": [{"x": -0.0}, (-0.0, 1.5)], "keep": -2.5, "n": 0}
+    write_json(tmp_path / "m.json", data)
+    text = (tmp_path / "m.json").read_text()
+    assert "-0.0" not in text
+    expected = {"delta": 0.0, "nested": [{"x": 0.0}, [0.0, 1.5]], "keep": -2.5, "n": 0}
+    assert json.loads(text) == expected
+    assert str(json.loads(text)["delta"]) == "0.0"
+
+
+def test_model_headers_never_hold_negative_zero(tmp_path):
+    arrays = float_model_arrays(COEF, 0.25, NAMES, {"data": {"offset": -0.0}})
+    assert b"-0.0" not in arrays["header"].tobytes()
+    assert b'"offset":0.0' in arrays["header"].tobytes()
+
+
 def test_save_npz_is_byte_for_byte_reproducible(tmp_path):
     arrays = {"x": np.arange(5.0), "n": np.array(["a", "bc"])}
     save_npz(tmp_path / "1.npz", arrays)

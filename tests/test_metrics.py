@@ -40,21 +40,6 @@ def test_fidelity_rejects_mismatched_shapes():
         fidelity(np.zeros(3), np.zeros(4))
 
 
-def test_metrics_never_show_negative_zero():
-    reports = {
-        "fp64": {"bits": 64, "accuracy": {"r2": 0.5, "mse": 0.25}, "size": {"param_bytes": 72}},
-        "q16": {
-            "bits": 16,
-            "accuracy": {"r2": 0.5, "mse": 0.25},
-            "fidelity": {"rmse": 0.0, "p99_abs": 0.0, "max_abs": 0.0},
-            "size": {"param_bytes": 58},
-        },
-    }
-    got = compare(reports)["q16"]
-    assert str(got["mse_delta"]) == "0.0"
-    assert got["param_bytes_ratio"] == pytest.approx(58 / 72)
-
-
 def _report(bits, r2, fid=None):
     report = {
         "bits": bits,
