@@ -310,9 +310,9 @@ def lstsq(X: np.ndarray, y: np.ndarray) -> LeastSquares:
 def jacobi_eigenvalues(A: list[list[float]], sweeps: int = 50) -> np.ndarray:
     """Eigenvalues of a small symmetric matrix, descending, by cyclic Jacobi rotations.
 
-    Written in Python floats, whose operations are IEEE 754 double and never fused, so that
-    the result is the same on every machine (LAPACK's ``syevd`` is not). For matrices of a
-    few dozen rows at most.
+    Written in Python floats, whose operations are IEEE 754 double and never fused, and
+    :func:`math.fsum`, so that the result is the same on every machine and every Python
+    version (LAPACK's ``syevd`` is not). For matrices of a few dozen rows at most.
 
     Parameters
     ----------
@@ -327,8 +327,10 @@ def jacobi_eigenvalues(A: list[list[float]], sweeps: int = 50) -> np.ndarray:
     a = [list(map(float, row)) for row in A]
     n = len(a)
     for _ in range(sweeps):
-        off = sum(a[i][j] * a[i][j] for i in range(n) for j in range(n) if i != j)
-        scale = sum(a[i][i] * a[i][i] for i in range(n))
+        # math.fsum, not sum(): sum() of floats is compensated from Python 3.12 on, so the
+        # stopping test, and the eigenvalues, would differ between Python versions
+        off = math.fsum(a[i][j] * a[i][j] for i in range(n) for j in range(n) if i != j)
+        scale = math.fsum(a[i][i] * a[i][i] for i in range(n))
         if off <= 1e-32 * scale or off == 0.0:
             break
         for p in range(n - 1):
