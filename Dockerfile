@@ -16,7 +16,7 @@ COPY requirements-serve.txt .
 RUN pip install --no-cache-dir -r requirements-serve.txt
 
 COPY pyproject.toml README.md ./
-COPY stages/ stages/
+COPY quantpipe/ quantpipe/
 RUN pip install --no-cache-dir --no-deps . && rm -rf build ./*.egg-info
 
 # Only the pickle-free model files and the drift reference; models/fp64.joblib stays out.

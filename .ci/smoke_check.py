@@ -17,8 +17,8 @@ import urllib.request
 
 import numpy as np
 
-from stages.dataset import load_dataset
-from stages.predictor import ModelRegistry
+from quantpipe.data import load_dataset
+from quantpipe.registry import ModelRegistry
 
 
 def call(url, body=None, headers=None):

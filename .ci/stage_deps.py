@@ -28,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The repository's own top-level packages: imports of anything else are not followed.
-PACKAGES = ("stages",)
+PACKAGES = ("stages", "quantpipe")
 _MODULE_CMD = re.compile(r"^\s*python3?\s+-m\s+([\w.]+)")
 
 

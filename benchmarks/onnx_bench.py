@@ -65,8 +65,8 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
-from stages.dataset import load_dataset
-from stages.predictor import ModelRegistry
+from quantpipe.data import load_dataset
+from quantpipe.registry import ModelRegistry
 
 #: ONNX opset of the exported graph (MatMul and Add; ONNX Runtime's quantizer supports it).
 OPSET = 17

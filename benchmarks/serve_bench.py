@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.dataset import FEATURE_NAMES, load_dataset
+from quantpipe.data import FEATURE_NAMES, load_dataset
 
 MLSERVER_PACKAGES = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop==0.21.0"]
 PAYLOADS = ("1-row JSON", "1000-row JSON", "1000-row binary")
@@ -234,7 +234,7 @@ def batch_rows_per_s(workdir: Path, X: np.ndarray, n_rows: int = 1_000_000) -> t
         start = time.perf_counter()
         with open(csv) as src:
             subprocess.run(
-                [sys.executable, "-m", "stages.predict", "--model", "q8", "-q"],
+                [sys.executable, "-m", "quantpipe.batch", "--model", "q8", "-q"],
                 stdin=src,
                 stdout=subprocess.DEVNULL,
                 check=True,
@@ -308,7 +308,7 @@ def main() -> None:
     for workers in (1, 2):
         label = f"quantpipe w{workers}"
         port = free_port()
-        command = [sys.executable, "-m", "stages.serve", "--port", str(port), "-q"]
+        command = [sys.executable, "-m", "quantpipe.serve", "--port", str(port), "-q"]
         proc = subprocess.Popen([*command, "--workers", str(workers)], start_new_session=True)
         try:
             ready = wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc)

@@ -6,7 +6,7 @@ This script measures B (a streaming read, and a copy), then rows/s of: numpy's `
 (BLAS gemv: fast, but its result for a row depends on the batch and the CPU), numpy's
 ``einsum`` (the same bits for a row whatever its batch, but not whatever the CPU: the float
 path before it became machine-independent), quantpipe's float path (a fixed tree of IEEE
-operations, :func:`stages.numerics.row_dot`: the same bits whatever the batch and the
+operations, :func:`quantpipe.numerics.row_dot`: the same bits whatever the batch and the
 machine) on one thread and on every core, and the integer-only path. Medians of 5 runs, one
 process, figures printed as markdown.
 
@@ -26,8 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from stages.predictor import ModelRegistry
-from stages.quantization import PARALLEL_CHUNK_ROWS
+from quantpipe.quantization import PARALLEL_CHUNK_ROWS
+from quantpipe.registry import ModelRegistry
 
 BYTES_PER_ROW = 8 * 8 + 8
 

@@ -1,8 +1,4 @@
-"""quantpipe: a DVC pipeline that trains, quantizes and evaluates a linear model.
-
-One module per DVC stage (``fetch``, ``split``, ``train``, ``quantize``, ``evaluate``), each
-with a ``main()``; the pure code they share lives in ``params``, ``quantization``,
-``modelfile``, ``metrics`` and ``io``.
+"""The DVC pipeline's entry points: one module per stage of ``dvc.yaml``, each run as
+``python -m stages.<name>`` from the repository root. Each loads its inputs, calls the
+``quantpipe`` library and saves its outputs; the library holds every rule. Not installed.
 """
-
-__version__ = "0.1.0"

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from stages import cli, paths
-from stages.errors import ModelFileError, ParamsError
-from stages.modelfile import cast_model_arrays, load_float_model, param_bytes, save_model
-from stages.params import load_params
-from stages.quantization import CASTS, cast_values
+from quantpipe import cli, paths
+from quantpipe.errors import ModelFileError, ParamsError
+from quantpipe.modelfile import cast_model_arrays, load_float_model, param_bytes, save_model
+from quantpipe.params import load_params
+from quantpipe.quantization import CASTS, cast_values
 
 log = logging.getLogger("quantpipe.cast")
 

@@ -12,7 +12,7 @@ DVC does not clean up after an item removed from a ``matrix`` (a width from
 ``quantize.bits`` or ``integer.bits``, a dtype from ``quantize.casts``): its entry stays in
 ``dvc.lock`` and its model file stays on disk, and an item put back is appended at the end
 of ``dvc.lock``. This stage removes both before it evaluates and puts ``dvc.lock`` in the
-order of ``dvc.yaml`` (:mod:`stages.lockfile`), so that what ``dvc metrics show`` and
+order of ``dvc.yaml`` (:mod:`quantpipe.lockfile`), so that what ``dvc metrics show`` and
 ``dvc.lock`` list is what ``params.yaml`` asks for, and the same params give the same bytes.
 """
 
@@ -23,107 +23,22 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from stages import cli, paths
-from stages.dataset import load_dataset
-from stages.io import write_json, write_text
-from stages.lockfile import tidy_lockfile
-from stages.metrics import (
-    accuracy,
-    compare,
-    fidelity,
-    fidelity_points,
-    markdown_table,
-    predictions_csv,
+from quantpipe import cli, paths
+from quantpipe.data import load_dataset
+from quantpipe.evaluation import (
+    evaluate_model,
+    expected_variants,
+    matrix_items,
+    prune_stale_models,
 )
-from stages.modelfile import IntegerModel, Model, load_model
-from stages.params import Params, load_params
+from quantpipe.io import write_json, write_text
+from quantpipe.lockfile import tidy_lockfile
+from quantpipe.metrics import compare, fidelity_points, markdown_table, predictions_csv
+from quantpipe.modelfile import load_model
+from quantpipe.params import load_params
 
 log = logging.getLogger("quantpipe.evaluate")
-
-
-def expected_variants(params: Params) -> list[str]:
-    """The derived variants ``params.yaml`` asks for, in report order."""
-    return (
-        [paths.variant_name(b) for b in sorted(params.quantize.bits)]
-        + [paths.integer_variant_name(b) for b in sorted(params.integer.bits)]
-        + list(params.quantize.casts)
-    )
-
-
-def matrix_items(params: Params) -> dict[str, list[str]]:
-    """Each matrix stage of ``dvc.yaml`` and its items as ``params.yaml`` lists them."""
-    return {
-        "quantize": [str(b) for b in params.quantize.bits],
-        "integer": [str(b) for b in params.integer.bits],
-        "cast": list(params.quantize.casts),
-    }
-
-
-def evaluate_model(
-    model: Model,
-    X: np.ndarray,
-    y: np.ndarray,
-    reference: np.ndarray | None,
-    file_bytes: int,
-) -> tuple[dict[str, Any], np.ndarray]:
-    """The report of one variant, and its predictions.
-
-    Parameters
-    ----------
-    model : LinearModel or IntegerModel
-    X : ndarray of shape (n_samples, n_features)
-    y : ndarray of shape (n_samples,)
-    reference : ndarray of shape (n_samples,) or None
-        The float model's predictions on ``X``; None for the float model itself.
-    file_bytes : int
-        Size of the model file on disk.
-
-    Returns
-    -------
-    report : dict
-        ``bits``, ``accuracy``, ``fidelity`` (if ``reference`` is given; for an
-        integer-only model with ``saturated_rows``, the rows clipped to the calibrated
-        input range) and ``size``.
-    predictions : ndarray of shape (n_samples,)
-    """
-    pred = model.predict(X)
-    report: dict[str, Any] = {"bits": model.bits, "accuracy": accuracy(y, pred)}
-    if reference is not None:
-        report["fidelity"] = fidelity(reference, pred)
-        if isinstance(model, IntegerModel):
-            report["fidelity"]["saturated_rows"] = model.saturated_rows(X)
-    report["size"] = {"param_bytes": model.param_bytes, "file_bytes": file_bytes}
-    return report, pred
-
-
-def prune_stale_models(variants: Sequence[str], models_dir: Path) -> list[str]:
-    """Remove the derived model files that ``params.yaml`` no longer asks for.
-
-    Parameters
-    ----------
-    variants : sequence of str
-        The derived variants asked for (``q8``, ``q8i``, ``float16`` …).
-    models_dir : Path
-        Where the derived models are written; other files there are left alone.
-
-    Returns
-    -------
-    list of str
-        The files removed, for the log.
-    """
-    removed: list[str] = []
-    keep = set(variants)
-    if models_dir.is_dir():
-        for path in sorted(models_dir.iterdir()):
-            derived = path.suffix == ".npz" and paths.DERIVED_VARIANT.fullmatch(path.stem)
-            if derived and path.stem not in keep:
-                path.unlink()
-                removed.append(str(path))
-    return removed
 
 
 def _body(args: argparse.Namespace) -> None:

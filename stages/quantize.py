@@ -4,7 +4,7 @@
 ``models/quantized/q{bits}.npz``. The scheme comes from ``params.yaml``; by default the
 coefficients are quantized on standardized features with one symmetric scale, the training
 statistics are folded into the stored per-feature scales and intercept, and the intercept is
-bias-corrected (see :func:`stages.quantization.quantize_linear`).
+bias-corrected (see :func:`quantpipe.quantization.quantize_linear`).
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stages import cli, paths
-from stages.dataset import load_dataset
-from stages.errors import DataError
-from stages.modelfile import load_float_model, param_bytes, quantized_model_arrays, save_model
-from stages.params import load_params
-from stages.quantization import feature_stats, quantize_linear
+from quantpipe import cli, paths
+from quantpipe.data import load_dataset
+from quantpipe.errors import DataError
+from quantpipe.modelfile import load_float_model, param_bytes, quantized_model_arrays, save_model
+from quantpipe.params import load_params
+from quantpipe.quantization import feature_stats, quantize_linear
 
 log = logging.getLogger("quantpipe.quantize")
 

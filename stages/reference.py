@@ -1,7 +1,7 @@
 """Stage ``reference``: what the training data looked like, for drift monitoring.
 
 Writes ``models/reference.npz`` (per-feature decile bins and shares, 1,001 quantiles and
-the training CDF at them; see :mod:`stages.drift`), which the server ships with the models
+the training CDF at them; see :mod:`quantpipe.drift`), which the server ships with the models
 so that it can score drift without the training data.
 """
 
@@ -13,11 +13,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stages import cli, paths
-from stages.dataset import load_dataset
-from stages.drift import build_reference
-from stages.modelfile import save_reference
-from stages.params import load_params
+from quantpipe import cli, paths
+from quantpipe.data import load_dataset
+from quantpipe.drift import build_reference
+from quantpipe.modelfile import save_reference
+from quantpipe.params import load_params
 
 log = logging.getLogger("quantpipe.reference")
 

@@ -13,42 +13,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from sklearn.model_selection import train_test_split
-
-from stages import cli, paths
-from stages.dataset import N_ROWS, Dataset, load_dataset, save_dataset
-from stages.params import DataParams, load_params
+from quantpipe import cli, paths
+from quantpipe.data import N_ROWS, load_dataset, save_dataset, split_dataset
+from quantpipe.params import load_params
 
 log = logging.getLogger("quantpipe.split")
 
 
-def split_dataset(data: Dataset, params: DataParams) -> tuple[Dataset, Dataset]:
-    """Train/test split.
-
-    Parameters
-    ----------
-    data : Dataset
-        n_samples rows.
-    params : DataParams
-        ``seed`` and ``test_size``.
-
-    Returns
-    -------
-    train, test : Dataset
-        ``ceil(n_samples * test_size)`` test rows, the rest for training.
-    """
-    X_train, X_test, y_train, y_test = train_test_split(
-        data.X, data.y, test_size=params.test_size, random_state=params.seed
-    )
-    return (
-        Dataset(X_train, y_train, data.feature_names),
-        Dataset(X_test, y_test, data.feature_names),
-    )
-
-
 def _body(args: argparse.Namespace) -> None:
     params = load_params(args.params)
-    train, test = split_dataset(load_dataset(args.data, n_rows=N_ROWS), params.data)
+    data = load_dataset(args.data, n_rows=N_ROWS)
+    train, test = split_dataset(data, test_size=params.data.test_size, seed=params.data.seed)
     save_dataset(args.train, train)
     save_dataset(args.test, test)
     log.info(

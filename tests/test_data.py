@@ -6,12 +6,18 @@ import urllib.error
 
 import numpy as np
 import pytest
+import sklearn.datasets
 
-from stages import fetch
-from stages.dataset import FEATURE_NAMES, Dataset, load_dataset, save_dataset, validate_dataset
-from stages.errors import DataError
-from stages.params import DataParams
-from stages.split import split_dataset
+from quantpipe import data as fetch
+from quantpipe.data import (
+    FEATURE_NAMES,
+    Dataset,
+    load_dataset,
+    save_dataset,
+    split_dataset,
+    validate_dataset,
+)
+from quantpipe.errors import DataError
 
 
 def small(n=10):
@@ -82,12 +88,12 @@ def test_data_file_without_y(tmp_path):
 
 def test_split_sizes_and_determinism():
     data = small(100)
-    train, test = split_dataset(data, DataParams(seed=3, test_size=0.25))
+    train, test = split_dataset(data, seed=3, test_size=0.25)
     assert train.X.shape == (75, 8)
     assert test.X.shape == (25, 8)
-    again, _ = split_dataset(data, DataParams(seed=3, test_size=0.25))
+    again, _ = split_dataset(data, seed=3, test_size=0.25)
     np.testing.assert_array_equal(train.X, again.X)
-    other, _ = split_dataset(data, DataParams(seed=4, test_size=0.25))
+    other, _ = split_dataset(data, seed=4, test_size=0.25)
     assert not np.array_equal(train.X, other.X)
 
 
@@ -95,7 +101,7 @@ def test_offline_download_failure_says_how_to_use_a_local_copy(tmp_path, monkeyp
     def no_network(**kwargs):
         raise urllib.error.URLError("Name or service not known")
 
-    monkeypatch.setattr(fetch, "fetch_california_housing", no_network)
+    monkeypatch.setattr(sklearn.datasets, "fetch_california_housing", no_network)
     with pytest.raises(DataError) as info:
         fetch.fetch_dataset(tmp_path)
     message = str(info.value)
@@ -111,7 +117,7 @@ def test_unreadable_cache_says_to_delete_it(tmp_path, monkeypatch):
 
 
 def test_content_that_differs_from_the_canonical_data_is_refused(sklearn_data_home, monkeypatch):
-    real = fetch.fetch_california_housing
+    real = sklearn.datasets.fetch_california_housing
 
     def tampered(**kwargs):
         X, y = real(**kwargs)
@@ -119,7 +125,7 @@ def test_content_that_differs_from_the_canonical_data_is_refused(sklearn_data_ho
         X[0, 0] += 1e-9
         return X, y
 
-    monkeypatch.setattr(fetch, "fetch_california_housing", tampered)
+    monkeypatch.setattr(sklearn.datasets, "fetch_california_housing", tampered)
     with pytest.raises(DataError, match=r"X differs from the canonical data set \(sha256"):
         fetch.fetch_dataset(sklearn_data_home)
 

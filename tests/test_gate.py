@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from stages import gate
-from stages.params import GateParams
+from quantpipe import gate
+from quantpipe.params import GateParams
 from tests.conftest import REPO_ROOT
 
 COMPARE = {

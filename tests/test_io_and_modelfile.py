@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from stages.errors import ModelFileError
-from stages.io import atomic_path, load_npz, save_npz, write_json
-from stages.modelfile import (
+from quantpipe.errors import ModelFileError
+from quantpipe.io import atomic_path, load_npz, save_npz, write_json
+from quantpipe.modelfile import (
     cast_model_arrays,
     float_model_arrays,
     integer_model_arrays,
@@ -21,7 +21,7 @@ from stages.modelfile import (
     quantized_model_arrays,
     save_model,
 )
-from stages.quantization import cast_values, quantize_integer, quantize_linear
+from quantpipe.quantization import cast_values, quantize_integer, quantize_linear
 
 NAMES = ("a", "b", "c")
 COEF = np.array([0.5, -2.0, 0.125])

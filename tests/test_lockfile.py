@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stages.lockfile import stage_order, tidy_lock, tidy_lockfile
+from quantpipe.lockfile import stage_order, tidy_lock, tidy_lockfile
 
 DVC_YAML = """\
 stages:

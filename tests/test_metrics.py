@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stages.metrics import accuracy, compare, fidelity, markdown_table
+from quantpipe.metrics import accuracy, compare, fidelity, markdown_table
 
 
 def test_accuracy_known_answer():

@@ -9,16 +9,14 @@ import pytest
 from numpy.testing import assert_allclose
 from scipy.stats import ks_2samp
 
-from stages import monitor
-from stages.dataset import FEATURE_NAMES
-from stages.drift import bin_shares, build_reference, feature_drift, psi
-from stages.errors import ModelFileError
-from stages.fetch import fetch_dataset
-from stages.modelfile import load_reference, save_reference
-from stages.params import DataParams, MonitorParams
-from stages.predictor import ModelRegistry
-from stages.serve import DriftWindow
-from stages.split import split_dataset
+from quantpipe import monitoring as monitor
+from quantpipe.data import FEATURE_NAMES, fetch_dataset, split_dataset
+from quantpipe.drift import bin_shares, build_reference, feature_drift, psi
+from quantpipe.errors import ModelFileError
+from quantpipe.modelfile import load_reference, save_reference
+from quantpipe.params import MonitorParams
+from quantpipe.registry import ModelRegistry
+from quantpipe.serve import DriftWindow
 from tests.conftest import REPO_ROOT
 from tests.models import rows, write_models
 
@@ -110,7 +108,7 @@ def workspace(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text((REPO_ROOT / "params.yaml").read_text())
     write_models(tmp_path / "models")
-    from stages.dataset import Dataset, save_dataset
+    from quantpipe.data import Dataset, save_dataset
 
     X = rows(3000, seed=3)
     save_dataset(tmp_path / "train.npz", Dataset(X, X @ np.ones(8) * 0.001))
@@ -216,7 +214,7 @@ def test_monitor_bad_input_gets_one_line(workspace, capsys, text, message):
 @pytest.fixture(scope="module")
 def real(sklearn_data_home, tmp_path_factory):
     data = fetch_dataset(sklearn_data_home)
-    train, test = split_dataset(data, DataParams())
+    train, test = split_dataset(data, seed=42, test_size=0.2)
     models = write_models(tmp_path_factory.mktemp("monitor") / "models")
     return train, test, ModelRegistry.from_directory(models)
 

@@ -7,8 +7,8 @@ import copy
 import pytest
 import yaml
 
-from stages.errors import ParamsError
-from stages.params import load_params, validate_params
+from quantpipe.errors import ParamsError
+from quantpipe.params import load_params, validate_params
 from tests.conftest import REPO_ROOT
 
 GOOD = {

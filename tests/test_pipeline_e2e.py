@@ -120,8 +120,8 @@ def test_metrics_show_lists_every_variant(repo):
 
 def test_batch_predictions_reproduce_the_evaluate_stage_exactly(repo):
     """`quantpipe predict` on the test split gives the very metrics evaluate wrote."""
-    from stages.dataset import FEATURE_NAMES, load_dataset
-    from stages.metrics import accuracy
+    from quantpipe.data import FEATURE_NAMES, load_dataset
+    from quantpipe.metrics import accuracy
 
     test = load_dataset(repo.path / "data" / "split" / "test.npz")
     rows = (
@@ -131,7 +131,7 @@ def test_batch_predictions_reproduce_the_evaluate_stage_exactly(repo):
     )
     for variant in VARIANTS:
         result = subprocess.run(
-            [sys.executable, "-m", "stages.predict", "--model", variant, "-q"],
+            [sys.executable, "-m", "quantpipe.batch", "--model", variant, "-q"],
             input=rows,
             capture_output=True,
             text=True,
@@ -196,7 +196,11 @@ def test_changing_any_module_reruns_every_stage_that_imports_it(repo):
     for name, stage in _lock_stages(repo).items():
         for path in deps.closure(deps.entry_module(stage["cmd"]), repo.path):
             importers.setdefault(path.relative_to(repo.path).as_posix(), set()).add(name)
-    modules = sorted(p.relative_to(repo.path).as_posix() for p in repo.path.glob("stages/*.py"))
+    modules = sorted(
+        p.relative_to(repo.path).as_posix()
+        for package in ("stages", "quantpipe")
+        for p in (repo.path / package).rglob("*.py")
+    )
     assert set(importers) <= set(modules)
     for module in modules:
         path = repo.path / module
@@ -208,7 +212,7 @@ def test_changing_any_module_reruns_every_stage_that_imports_it(repo):
             path.write_bytes(original)
         missed = importers.get(module, set()) - changed
         assert not missed, f"changing {module} leaves {sorted(missed)} up to date"
-    pycache = repo.path / "stages" / "__pycache__"
+    pycache = repo.path / "quantpipe" / "__pycache__"
     pycache.mkdir(exist_ok=True)
     (pycache / "stray.cpython-311.pyc").write_bytes(b"not a change")
     assert "Data and pipelines are up to date." in repo.dvc("status").stdout

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-from stages import predict
-from stages.dataset import FEATURE_NAMES
-from stages.errors import ModelFileError
-from stages.predictor import InputError, ModelRegistry, UnknownModelError, check_features
+from quantpipe import batch as predict
+from quantpipe.data import FEATURE_NAMES
+from quantpipe.errors import ModelFileError
+from quantpipe.registry import InputError, ModelRegistry, UnknownModelError, check_features
 from tests.conftest import REPO_ROOT
 from tests.models import rows, write_models
 
@@ -184,7 +184,7 @@ def test_console_command_streams_stdin_to_stdout(models):
         [
             sys.executable,
             "-c",
-            "import sys; from stages.cli import main; sys.exit(main())",
+            "import sys; from quantpipe.cli import main; sys.exit(main())",
             "predict",
             "--model",
             "q8",

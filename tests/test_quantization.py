@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
-from stages.quantization import (
+from quantpipe.quantization import (
     IntegerLinear,
     calibrate_inputs,
     cast_values,
@@ -336,7 +336,7 @@ def test_data_aware_is_never_worse_than_nearest(seed, n, bits, symmetric):
 
 
 def test_coordinate_descent_path_for_many_coefficients(monkeypatch):
-    import stages.quantization as q
+    import quantpipe.quantization as q
 
     rng = np.random.default_rng(3)
     v = rng.normal(size=10)
@@ -455,7 +455,7 @@ def test_integer_predictions_do_not_depend_on_the_batch(seed, cut):
 
 
 def test_threaded_prediction_is_bit_identical(monkeypatch):
-    import stages.quantization as q
+    import quantpipe.quantization as q
 
     monkeypatch.setattr(q, "PARALLEL_CHUNK_ROWS", 1000)
     rng = np.random.default_rng(5)

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_array_equal
 
-from stages.dataset import FEATURE_NAMES
-from stages.predictor import ModelRegistry
+from quantpipe.data import FEATURE_NAMES
+from quantpipe.registry import ModelRegistry
 from tests.conftest import REPO_ROOT
 from tests.models import rows, write_models
 
@@ -63,7 +63,7 @@ def start_server(models, *extra):
         [
             sys.executable,
             "-m",
-            "stages.serve",
+            "quantpipe.serve",
             "--models-dir",
             str(models),
             "--port",
@@ -122,7 +122,7 @@ def test_two_workers_serve_and_sum_their_metrics(models):
 
 def test_workers_must_be_positive(models):
     result = subprocess.run(
-        [sys.executable, "-m", "stages.serve", "--models-dir", str(models), "--workers", "0"],
+        [sys.executable, "-m", "quantpipe.serve", "--models-dir", str(models), "--workers", "0"],
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,
@@ -446,8 +446,8 @@ def test_no_infer_body_gets_a_5xx(server, body, header_length):
 
 
 def test_drift_gauges_follow_the_recent_inputs(models, tmp_path):
-    from stages.drift import build_reference
-    from stages.modelfile import save_reference
+    from quantpipe.drift import build_reference
+    from quantpipe.modelfile import save_reference
 
     served = tmp_path / "models"
     shutil.copytree(models, served)

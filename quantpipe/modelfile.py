@@ -34,10 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from stages.drift import N_QUANTILES, Reference
-from stages.errors import ModelFileError
-from stages.io import json_text, load_npz, save_npz
-from stages.quantization import (
+from quantpipe.drift import N_QUANTILES, Reference
+from quantpipe.errors import ModelFileError
+from quantpipe.io import json_text, load_npz, save_npz
+from quantpipe.quantization import (
     SCALE_DTYPE,
     IntegerLinear,
     QuantizedLinear,
@@ -98,7 +98,7 @@ class LinearModel:
 
 @dataclass(frozen=True)
 class IntegerModel:
-    """A loaded integer-only model (:class:`stages.quantization.IntegerLinear`)."""
+    """A loaded integer-only model (:class:`quantpipe.quantization.IntegerLinear`)."""
 
     variant: str
     model: IntegerLinear
@@ -215,7 +215,7 @@ def cast_model_arrays(
     params: dict[str, Any],
 ) -> dict[str, np.ndarray]:
     """The members of a float-cast baseline: coefficients and intercept stored as ``dtype``
-    (bfloat16 as its uint16 bit patterns), from :func:`stages.quantization.cast_values`."""
+    (bfloat16 as its uint16 bit patterns), from :func:`quantpipe.quantization.cast_values`."""
     storage = CAST_STORAGE[dtype][0]
     header = _base_header(dtype, "cast", feature_names)
     header["cast"] = {"dtype": dtype, "storage": np.dtype(storage).name}
@@ -431,7 +431,7 @@ _REFERENCE_MEMBERS = {"header", "edges", "expected", "quantiles", "cdf_at", "cdf
 
 
 def save_reference(path: str | Path, reference: Reference) -> None:
-    """Write a drift :class:`~stages.drift.Reference` as ``.npz``, atomically."""
+    """Write a drift :class:`~quantpipe.drift.Reference` as ``.npz``, atomically."""
     header = {
         "format": REFERENCE_FORMAT,
         "format_version": FORMAT_VERSION,

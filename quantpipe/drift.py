@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stages import numerics
+from quantpipe import numerics
 
 #: Quantiles of each training feature kept in a reference (for KS without the sample).
 N_QUANTILES = 1001

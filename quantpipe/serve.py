@@ -46,11 +46,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from stages import __version__, cli
-from stages.drift import Reference, feature_drift
-from stages.errors import QuantpipeError
-from stages.modelfile import load_reference
-from stages.predictor import ModelRegistry
+from quantpipe import __version__, cli
+from quantpipe.drift import Reference, feature_drift
+from quantpipe.errors import QuantpipeError
+from quantpipe.modelfile import load_reference
+from quantpipe.registry import ModelRegistry
 
 log = logging.getLogger("quantpipe.serve")
 
@@ -571,11 +571,11 @@ def _body(args: argparse.Namespace) -> None:
         os.environ[ENV_DRIFT_WINDOW] = str(args.drift_window)
         os.environ[ENV_PROMETHEUS_DIR] = prometheus_dir
         uvicorn.run(
-            "stages.serve:app_from_environment", factory=True, workers=args.workers, **options
+            "quantpipe.serve:app_from_environment", factory=True, workers=args.workers, **options
         )
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "python -m stages.serve") -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "quantpipe serve") -> int:
     """Run the server; returns the exit status."""
     p = cli.parser(prog, __doc__.split("\n\n")[0])
     p.add_argument("--models-dir", type=Path, default=Path("models"), help="models directory")

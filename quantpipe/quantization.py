@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stages import numerics
+from quantpipe import numerics
 
 #: Narrowest and widest code widths supported.
 MIN_BITS = 2
@@ -252,7 +252,7 @@ def feature_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         Population covariance (``np.cov(X, rowvar=False, bias=True)``), for data-aware
         rounding.
 
-    All three are computed exactly and rounded once (:func:`stages.numerics.mean_std_cov`),
+    All three are computed exactly and rounded once (:func:`quantpipe.numerics.mean_std_cov`),
     so they are the same on every machine.
     """
     mean, std, cov = numerics.mean_std_cov(X)
@@ -402,9 +402,9 @@ def predict(
     batch size, the row's position in it and the CPU's kernels, so one row sent alone, or
     on another machine, can differ in its last bits. Here every row is the sum of its
     products ``x_j * w_j`` in one fixed pairwise order, then ``+ intercept``, one correctly
-    rounded operation at a time (:func:`stages.numerics.row_dot`), so the evaluate stage, the batch
-    command and the server agree bit for bit on every machine, and a large batch can be
-    split over threads without changing a bit.
+    rounded operation at a time (:func:`quantpipe.numerics.row_dot`), so the evaluate stage,
+    the batch command and the server agree bit for bit on every machine, and a large batch
+    can be split over threads without changing a bit.
 
     Parameters
     ----------

@@ -6,7 +6,7 @@
 import re
 from pathlib import Path
 
-from stages.quantization import CASTS
+from quantpipe.quantization import CASTS
 
 PARAMS = Path("params.yaml")
 

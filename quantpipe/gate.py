@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stages import cli, paths
-from stages.errors import DataError, QuantpipeError
-from stages.params import GateParams, load_params
+from quantpipe import cli, paths
+from quantpipe.errors import DataError, QuantpipeError
+from quantpipe.params import GateParams, load_params
 
 
 class GateError(QuantpipeError):
@@ -105,7 +105,7 @@ def _body(args: argparse.Namespace) -> None:
         )
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "python -m stages.gate") -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "quantpipe gate") -> int:
     """Run the command; returns the exit status."""
     p = cli.parser(prog, __doc__.split("\n\n")[0])
     p.add_argument("--params", type=Path, default=paths.PARAMS, help="params file")

@@ -1,11 +1,13 @@
 """The command-line boundary: logging, argument parsing and one-line errors.
 
-Every stage's ``main()`` goes through :func:`run`, which turns a
-:class:`~stages.errors.QuantpipeError` into ``error: <message>`` on stderr and exit status 1,
-with no traceback. Anything else is a bug and keeps its traceback.
+Every command's and every pipeline stage's ``main()`` goes through :func:`run`, which turns
+a :class:`~quantpipe.errors.QuantpipeError` into ``error: <message>`` on stderr and exit
+status 1, with no traceback. Anything else is a bug and keeps its traceback.
 
-``quantpipe <command> [options]`` runs ``python -m stages.<command>``: a pipeline stage,
-``predict``, ``serve`` or ``gate``.
+``quantpipe <command> [options]`` runs one of :data:`COMMANDS`: ``predict`` (batch),
+``serve`` (HTTP), ``gate`` (the accuracy budget) or ``monitor`` (drift). The pipeline's
+stages are not commands: ``dvc repro`` runs them, or ``python -m stages.<name>`` by hand
+from the repository root.
 """
 
 from __future__ import annotations
@@ -16,25 +18,19 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from stages import __version__
-from stages.errors import ParamsError, QuantpipeError
-from stages.quantization import MAX_BITS, MIN_BITS
+from quantpipe import __version__
+from quantpipe.errors import ParamsError, QuantpipeError
+from quantpipe.quantization import MAX_BITS, MIN_BITS
 
 log = logging.getLogger("quantpipe")
 
-STAGES = (
-    "params",
-    "fetch",
-    "split",
-    "train",
-    "quantize",
-    "integer",
-    "cast",
-    "evaluate",
-    "reference",
-    "monitor",
-)
-COMMANDS = (*STAGES, "predict", "serve", "gate")
+#: The ``quantpipe`` commands and the module whose ``main()`` each runs.
+COMMANDS = {
+    "predict": "quantpipe.batch",
+    "serve": "quantpipe.serve",
+    "gate": "quantpipe.gate",
+    "monitor": "quantpipe.monitoring",
+}
 
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -92,9 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(
             "usage: quantpipe {" + ",".join(COMMANDS) + "} [options]\n\n"
-            "Run one pipeline stage (`dvc repro` runs them all, in order, when needed),\n"
-            "predict a batch of rows, serve the models over HTTP, or check the accuracy\n"
-            "budget (gate).\n"
+            "Predict a batch of rows, serve the models over HTTP, check the accuracy\n"
+            "budget (gate) or a batch's drift (monitor). `dvc repro` builds the models.\n"
             "`quantpipe COMMAND --help` describes a command.",
             file=sys.stdout if argv else sys.stderr,
         )
@@ -109,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     try:
-        module = importlib.import_module(f"stages.{argv[0]}")
+        module = importlib.import_module(COMMANDS[argv[0]])
     except ModuleNotFoundError as exc:
         extra = "serve" if argv[0] == "serve" else "pipeline"
         print(

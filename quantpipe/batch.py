@@ -23,9 +23,9 @@ from typing import TextIO
 
 import numpy as np
 
-from stages import cli
-from stages.io import atomic_path
-from stages.predictor import InputError, ModelRegistry
+from quantpipe import cli
+from quantpipe.io import atomic_path
+from quantpipe.registry import InputError, ModelRegistry
 
 log = logging.getLogger("quantpipe.predict")
 
@@ -203,7 +203,7 @@ def _body(args: argparse.Namespace) -> None:
     log.info("%s: %d rows in %.2f s (%.0f rows/s)", args.model, rows, seconds, rows / seconds)
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "python -m stages.predict") -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "quantpipe predict") -> int:
     """Run the command; returns the exit status."""
     p = cli.parser(prog, __doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="variant: fp64, q8, q16, ...")

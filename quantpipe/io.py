@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from stages.errors import QuantpipeError
+from quantpipe.errors import QuantpipeError
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 

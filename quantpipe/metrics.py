@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from stages import numerics
+from quantpipe import numerics
 
 #: Significant digits kept in metrics files: far below the metrics' own noise, and stable
 #: across runs so that ``git diff`` of the metrics shows real changes only.
@@ -38,7 +38,7 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     """Regression accuracy, as scikit-learn's ``r2_score``, ``mean_squared_error``,
     ``mean_absolute_error`` and ``max_error`` define it.
 
-    Every sum is correctly rounded (:func:`stages.numerics.sum_exact`), so the figures are
+    Every sum is correctly rounded (:func:`quantpipe.numerics.sum_exact`), so the figures are
     the same on every machine.
 
     Parameters

@@ -17,7 +17,7 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from stages.io import write_text
+from quantpipe.io import write_text
 
 
 def stage_order(stages: Sequence[str], matrix_items: Mapping[str, Sequence[str]]) -> list[str]:

@@ -1,6 +1,6 @@
 """Exceptions raised by quantpipe's library code.
 
-The command-line layer (:mod:`stages.cli`) turns each of them into one line on stderr and a
+The command-line layer (:mod:`quantpipe.cli`) turns each of them into one line on stderr and a
 non-zero exit; library code never prints and never exits.
 """
 

@@ -2,9 +2,9 @@
 
 :class:`ModelRegistry` loads every model ``dvc repro`` built (``models/fp64.npz`` and
 every ``models/quantized/*.npz``: q{bits}, q{bits}i, the casts) through
-:func:`stages.modelfile.load_model`, which checks each file's format, version and header.
+:func:`quantpipe.modelfile.load_model`, which checks each file's format, version and header.
 :func:`check_features` validates a batch of rows. The arithmetic is
-:func:`stages.quantization.predict`, the one the evaluate stage uses, so the predictions
+:func:`quantpipe.quantization.predict`, the one the evaluate stage uses, so the predictions
 are the same bits.
 """
 
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.errors import ModelFileError, QuantpipeError
-from stages.modelfile import Model, load_model
-from stages.paths import DERIVED_VARIANT
-from stages.quantization import CASTS
+from quantpipe.errors import ModelFileError, QuantpipeError
+from quantpipe.modelfile import Model, load_model
+from quantpipe.paths import DERIVED_VARIANT
+from quantpipe.quantization import CASTS
 
 
 def _order(match: re.Match) -> tuple[int, int]:

@@ -1,0 +1,236 @@
+"""The California Housing data set: its arrays, validation, file format, fetch and split.
+
+The data comes through scikit-learn's own fetcher, which downloads the StatLib archive
+(Pace & Barry, 1997) from its canonical address, checks the archive's sha256 and caches it
+under ``SCIKIT_LEARN_DATA`` (default ``~/scikit_learn_data``); :func:`fetch_dataset` then
+checks the content (20,640 rows, the 8 named features, finite values, and the sha256 of the
+arrays themselves), so every copy of the data that passes gives byte-identical output.
+scikit-learn is imported only by :func:`fetch_dataset` and :func:`split_dataset`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import pickle
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from quantpipe.errors import DataError
+from quantpipe.io import load_npz, save_npz
+
+FEATURE_NAMES = (
+    "MedInc",
+    "HouseAge",
+    "AveRooms",
+    "AveBedrms",
+    "Population",
+    "AveOccup",
+    "Latitude",
+    "Longitude",
+)
+TARGET_NAME = "MedHouseVal"
+N_ROWS = 20_640
+
+log = logging.getLogger("quantpipe.data")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Features and target.
+
+    Attributes
+    ----------
+    X : ndarray of shape (n_samples, 8), float64
+    y : ndarray of shape (n_samples,), float64
+    feature_names : tuple of str
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    feature_names: tuple[str, ...] = FEATURE_NAMES
+
+
+def validate_dataset(data: Dataset, where: str, n_rows: int | None = None) -> Dataset:
+    """Check shapes, names, dtypes and finiteness.
+
+    Parameters
+    ----------
+    data : Dataset
+    where : str
+        What to name in the error message (a path or a source).
+    n_rows : int, optional
+        The exact number of rows expected, if known.
+
+    Returns
+    -------
+    Dataset
+        ``data``, unchanged.
+
+    Raises
+    ------
+    DataError
+        Naming the first problem found.
+    """
+    X, y = data.X, data.y
+    if tuple(data.feature_names) != FEATURE_NAMES:
+        raise DataError(
+            f"{where}: features are {list(data.feature_names)}, expected {list(FEATURE_NAMES)}"
+        )
+    if X.ndim != 2 or X.shape[1] != len(FEATURE_NAMES):
+        raise DataError(f"{where}: X has shape {X.shape}, expected (n, {len(FEATURE_NAMES)})")
+    if y.shape != (X.shape[0],):
+        raise DataError(f"{where}: y has shape {y.shape}, expected ({X.shape[0]},)")
+    if n_rows is not None and X.shape[0] != n_rows:
+        raise DataError(f"{where}: {X.shape[0]} rows, expected {n_rows}")
+    if X.shape[0] == 0:
+        raise DataError(f"{where}: no rows")
+    if X.dtype != np.float64 or y.dtype != np.float64:
+        raise DataError(f"{where}: arrays are {X.dtype}/{y.dtype}, expected float64")
+    for name, array in (("X", X), ("y", y)):
+        bad = ~np.isfinite(array)
+        if bad.any():
+            row = int(np.argwhere(bad)[0][0])
+            raise DataError(f"{where}: {name} has a NaN or infinite value in row {row}")
+    return data
+
+
+def save_dataset(path: str | Path, data: Dataset) -> None:
+    """Write a dataset as ``.npz`` (``X``, ``y``, ``feature_names``), atomically."""
+    save_npz(
+        path,
+        {
+            "X": data.X,
+            "y": data.y,
+            "feature_names": np.array(data.feature_names, dtype="<U16"),
+        },
+    )
+
+
+def load_dataset(path: str | Path, n_rows: int | None = None) -> Dataset:
+    """Read and validate a dataset written by :func:`save_dataset`.
+
+    Raises
+    ------
+    DataError
+        If the file is missing, corrupt or fails :func:`validate_dataset`; the message says
+        which stage rebuilds it.
+    """
+    path = Path(path)
+    arrays = load_npz(path, DataError)
+    missing = {"X", "y", "feature_names"} - arrays.keys()
+    if missing:
+        raise DataError(
+            f"{path}: lacks {sorted(missing)}; delete it and run `dvc repro` to rebuild it"
+        )
+    data = Dataset(
+        X=arrays["X"],
+        y=arrays["y"],
+        feature_names=tuple(str(name) for name in arrays["feature_names"].reshape(-1)),
+    )
+    return validate_dataset(data, str(path), n_rows)
+
+
+#: sha256 of ``X.tobytes()`` and ``y.tobytes()`` (float64, C order) of the canonical data set.
+X_SHA256 = "c8f43774aa27b7ec034e60db31b6124e12b4a0d42b55b0c8eb1320089e2ebc37"
+Y_SHA256 = "ae80bb98487c04d7383ed8aecda8e207583dfd3e66f6679fded97597c3f6c87e"
+CACHE_FILE = "cal_housing_py3.pkz"
+OFFLINE_HINT = (
+    "offline? point it at a local copy: SCIKIT_LEARN_DATA=/path/to/scikit_learn_data "
+    f"dvc repro (the folder holding {CACHE_FILE}; see the README)"
+)
+
+
+def verify_digests(data: Dataset, where: str) -> None:
+    """Check that the arrays are the canonical California Housing data, byte for byte.
+
+    Raises
+    ------
+    DataError
+        Naming the array whose sha256 differs.
+    """
+    for name, array, expected in (("X", data.X, X_SHA256), ("y", data.y, Y_SHA256)):
+        digest = hashlib.sha256(np.ascontiguousarray(array, dtype="<f8").tobytes()).hexdigest()
+        if digest != expected:
+            raise DataError(
+                f"{where}: {name} differs from the canonical data set (sha256 {digest[:12]}…, "
+                f"expected {expected[:12]}…); delete the cached copy and fetch again"
+            )
+
+
+def fetch_dataset(data_home: str | Path | None = None) -> Dataset:
+    """Fetch, validate and verify California Housing.
+
+    Parameters
+    ----------
+    data_home : str or Path, optional
+        scikit-learn's data folder; by default ``SCIKIT_LEARN_DATA`` or
+        ``~/scikit_learn_data``. The archive is downloaded there if it is not cached yet.
+
+    Returns
+    -------
+    Dataset
+        X of shape (20640, 8) and y of shape (20640,), float64.
+
+    Raises
+    ------
+    DataError
+        If the download fails (with the line that says how to work offline), the cached
+        copy is unreadable, or the content is not the canonical data set.
+    """
+    from sklearn.datasets import fetch_california_housing, get_data_home  # only to fetch
+
+    home = Path(get_data_home(data_home))
+    cached = home / CACHE_FILE
+    if cached.is_file():
+        log.info("loading California Housing from scikit-learn's cache %s", cached)
+    else:
+        log.info("downloading California Housing (about 400 kB) into %s", home)
+    # scikit-learn's cache is a joblib pickle: a damaged one fails in the unpickler.
+    try:
+        X, y = fetch_california_housing(
+            data_home=str(home), download_if_missing=True, return_X_y=True, n_retries=2, delay=1.0
+        )
+    except (OSError, EOFError, ValueError, zlib.error, pickle.UnpicklingError, struct.error) as exc:
+        if cached.is_file():
+            raise DataError(
+                f"{cached}: unreadable ({exc}); delete it so that it is downloaded again"
+            ) from None
+        raise DataError(f"could not download California Housing ({exc}); {OFFLINE_HINT}") from None
+    data = Dataset(X=np.ascontiguousarray(X, dtype=np.float64), y=np.ascontiguousarray(y))
+    where = f"California Housing from {home}"
+    validate_dataset(data, where, N_ROWS)
+    verify_digests(data, where)
+    return data
+
+
+def split_dataset(data: Dataset, *, test_size: float, seed: int) -> tuple[Dataset, Dataset]:
+    """Train/test split.
+
+    Parameters
+    ----------
+    data : Dataset
+        n_samples rows.
+    test_size : float
+        The fraction of rows held out, in (0, 1).
+    seed : int
+        ``random_state`` of ``train_test_split``.
+
+    Returns
+    -------
+    train, test : Dataset
+        ``ceil(n_samples * test_size)`` test rows, the rest for training.
+    """
+    from sklearn.model_selection import train_test_split  # only to split
+
+    X_train, X_test, y_train, y_test = train_test_split(
+        data.X, data.y, test_size=test_size, random_state=seed
+    )
+    return (
+        Dataset(X_train, y_train, data.feature_names),
+        Dataset(X_test, y_test, data.feature_names),
+    )

@@ -1,0 +1,97 @@
+"""Evaluation: each variant's accuracy, fidelity to the float model and bytes, and the
+clean-up of variants ``params.yaml`` no longer asks for. Pure but for the file removal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quantpipe import paths
+from quantpipe.metrics import accuracy, fidelity
+from quantpipe.modelfile import IntegerModel, Model
+from quantpipe.params import Params
+
+
+def expected_variants(params: Params) -> list[str]:
+    """The derived variants ``params.yaml`` asks for, in report order."""
+    return (
+        [paths.variant_name(b) for b in sorted(params.quantize.bits)]
+        + [paths.integer_variant_name(b) for b in sorted(params.integer.bits)]
+        + list(params.quantize.casts)
+    )
+
+
+def matrix_items(params: Params) -> dict[str, list[str]]:
+    """Each matrix stage of ``dvc.yaml`` and its items as ``params.yaml`` lists them."""
+    return {
+        "quantize": [str(b) for b in params.quantize.bits],
+        "integer": [str(b) for b in params.integer.bits],
+        "cast": list(params.quantize.casts),
+    }
+
+
+def evaluate_model(
+    model: Model,
+    X: np.ndarray,
+    y: np.ndarray,
+    reference: np.ndarray | None,
+    file_bytes: int,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """The report of one variant, and its predictions.
+
+    Parameters
+    ----------
+    model : LinearModel or IntegerModel
+    X : ndarray of shape (n_samples, n_features)
+    y : ndarray of shape (n_samples,)
+    reference : ndarray of shape (n_samples,) or None
+        The float model's predictions on ``X``; None for the float model itself.
+    file_bytes : int
+        Size of the model file on disk.
+
+    Returns
+    -------
+    report : dict
+        ``bits``, ``accuracy``, ``fidelity`` (if ``reference`` is given; for an
+        integer-only model with ``saturated_rows``, the rows clipped to the calibrated
+        input range) and ``size``.
+    predictions : ndarray of shape (n_samples,)
+    """
+    pred = model.predict(X)
+    report: dict[str, Any] = {"bits": model.bits, "accuracy": accuracy(y, pred)}
+    if reference is not None:
+        report["fidelity"] = fidelity(reference, pred)
+        if isinstance(model, IntegerModel):
+            report["fidelity"]["saturated_rows"] = model.saturated_rows(X)
+    report["size"] = {"param_bytes": model.param_bytes, "file_bytes": file_bytes}
+    return report, pred
+
+
+def prune_stale_models(variants: Sequence[str], models_dir: Path) -> list[str]:
+    """Remove the derived model files that ``params.yaml`` no longer asks for.
+
+    Parameters
+    ----------
+    variants : sequence of str
+        The derived variants asked for (``q8``, ``q8i``, ``float16`` …).
+    models_dir : Path
+        Where the derived models are written; other files there are left alone.
+
+    Returns
+    -------
+    list of str
+        The files removed, for the log.
+    """
+    removed: list[str] = []
+    keep = set(variants)
+    if models_dir.is_dir():
+        for path in sorted(models_dir.iterdir()):
+            derived = path.suffix == ".npz" and paths.DERIVED_VARIANT.fullmatch(path.stem)
+            if derived and path.stem not in keep:
+                path.unlink()
+                removed.append(str(path))
+    return removed

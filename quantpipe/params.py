@@ -1,0 +1,445 @@
+"""Read and validate ``params.yaml`` once, into frozen dataclasses.
+
+Every stage validates the *whole* file when it starts, not only the keys it uses: DVC reruns a
+stage only when one of the params it lists changes, so a misspelt key (``quantize.bitz``) would
+otherwise be skipped as "up to date" without a word.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from quantpipe import paths
+from quantpipe.errors import ParamsError
+from quantpipe.quantization import CASTS, MAX_BITS, MIN_BITS
+
+SCHEMES = ("symmetric", "asymmetric")
+GRANULARITIES = ("per-tensor", "per-channel")
+ROUNDINGS = ("nearest", "data-aware")
+CALIBRATIONS = ("minmax", "percentile")
+
+
+@dataclass(frozen=True)
+class DataParams:
+    """How the data set is split.
+
+    Attributes
+    ----------
+    seed : int
+        ``random_state`` of :func:`sklearn.model_selection.train_test_split`.
+    test_size : float
+        Fraction of rows held out for evaluation, strictly between 0 and 1.
+    """
+
+    seed: int = 42
+    test_size: float = 0.2
+
+    def to_dict(self) -> dict[str, Any]:
+        """As in ``params.yaml``, for file headers."""
+        return {"seed": self.seed, "test_size": self.test_size}
+
+
+@dataclass(frozen=True)
+class QuantizeParams:
+    """How the trained model is quantized.
+
+    Attributes
+    ----------
+    bits : tuple of int
+        The widths to build, one model each, every one from 2 to 16.
+    scheme : {"symmetric", "asymmetric"}
+        Symmetric: codes centred on zero, zero point fixed. Asymmetric: the range
+        ``[min(v, 0), max(v, 0)]`` is mapped onto all ``2**bits`` codes.
+    granularity : {"per-tensor", "per-channel"}
+        One scale for all coefficients, or one per coefficient.
+    standardize : bool
+        Quantize the coefficients of the model on standardized features, then fold the
+        training mean and standard deviation back into the stored scales and intercept.
+    bias_correction : bool
+        Re-center the intercept so that the prediction at the training means is unchanged
+        by rounding.
+    rounding : {"nearest", "data-aware"}
+        Round each coefficient to its nearest code, or choose floor or ceil for each, and
+        the clipping range, to minimise the prediction error on the training set
+        (per-tensor only; per-channel codes are exact either way).
+    casts : tuple of str
+        Float baselines to build: ``float32``, ``float16``, ``bfloat16`` (may be empty).
+    """
+
+    bits: tuple[int, ...] = (8, 16)
+    scheme: str = "symmetric"
+    granularity: str = "per-tensor"
+    standardize: bool = True
+    bias_correction: bool = True
+    rounding: str = "data-aware"
+    casts: tuple[str, ...] = CASTS
+
+    @property
+    def symmetric(self) -> bool:
+        return self.scheme == "symmetric"
+
+    @property
+    def per_channel(self) -> bool:
+        return self.granularity == "per-channel"
+
+    def scheme_dict(self) -> dict[str, Any]:
+        """The scheme keys (all but ``bits``), as in ``params.yaml``.
+
+        These are the keys each quantize stage lists in ``dvc.yaml``; ``bits`` is not, since
+        each stage builds one width and adding a width must not rebuild the others.
+        """
+        return {
+            "scheme": self.scheme,
+            "granularity": self.granularity,
+            "standardize": self.standardize,
+            "bias_correction": self.bias_correction,
+            "rounding": self.rounding,
+        }
+
+
+@dataclass(frozen=True)
+class IntegerParams:
+    """The integer-only inference variants (``q{bits}i``).
+
+    Attributes
+    ----------
+    bits : tuple of int
+        Widths of the weight and input codes, 2 to 16 each (may be empty).
+    calibration : {"minmax", "percentile"}
+        How each feature's input range is set from the training set.
+    percentile : float
+        With ``percentile`` calibration, the range spans this central percent, in (50, 100].
+    """
+
+    bits: tuple[int, ...] = (8,)
+    calibration: str = "percentile"
+    percentile: float = 99.99
+
+    def to_dict(self) -> dict[str, Any]:
+        """The calibration keys, as in ``params.yaml``."""
+        return {"calibration": self.calibration, "percentile": self.percentile}
+
+
+GATE_LIMITS = ("max_r2_drop", "max_pred_rmse", "max_pred_p99")
+
+
+@dataclass(frozen=True)
+class GateParams:
+    """The accuracy budget CI enforces (``quantpipe gate``), per variant.
+
+    Attributes
+    ----------
+    budgets : tuple of (variant, ((limit, value), ...))
+        For each gated variant, some of: ``max_r2_drop`` (fp64's test R² minus the
+        variant's), ``max_pred_rmse`` and ``max_pred_p99`` (RMS and 99th percentile of
+        |Δprediction| against fp64). Variants not listed are reported, not gated; budgets
+        of variants not built are ignored.
+    """
+
+    budgets: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
+
+    def budget(self, variant: str) -> dict[str, float]:
+        """The limits of a variant; empty if it is not gated."""
+        return dict(dict(self.budgets).get(variant, ()))
+
+
+@dataclass(frozen=True)
+class MonitorParams:
+    """Drift monitoring (``quantpipe monitor`` and the server's drift gauges).
+
+    Attributes
+    ----------
+    batch : str
+        The rows the ``monitor`` stage checks: a CSV with a header, or a ``.npz`` dataset.
+    bins : int
+        PSI bins, cut at the training quantiles.
+    psi_alert, ks_alert : float
+        A feature (or the predictions) whose PSI, or KS statistic, exceeds these alerts.
+    missing_alert : float
+        A feature with a larger share of missing values alerts.
+    """
+
+    batch: str = "data/split/test.npz"
+    bins: int = 10
+    psi_alert: float = 0.2
+    ks_alert: float = 0.1
+    missing_alert: float = 0.01
+
+
+@dataclass(frozen=True)
+class Params:
+    """All of ``params.yaml``."""
+
+    data: DataParams
+    quantize: QuantizeParams
+    integer: IntegerParams
+    gate: GateParams
+    monitor: MonitorParams
+
+
+def _check_keys(section: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    for key in section:
+        if key not in allowed:
+            name = f"{where}.{key}" if where else str(key)
+            hint = difflib.get_close_matches(str(key), allowed, n=1)
+            fix = f"did you mean '{hint[0]}'?" if hint else "allowed keys: " + ", ".join(allowed)
+            raise ParamsError(f"params.yaml: unknown key '{name}'; {fix}")
+    for key in allowed:
+        if key not in section:
+            name = f"{where}.{key}" if where else key
+            raise ParamsError(f"params.yaml: missing key '{name}'; add it (see the README)")
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ParamsError(f"params.yaml: '{where}' must be a mapping of keys to values")
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _choice(value: Any, allowed: tuple[str, ...], where: str) -> str:
+    if value not in allowed:
+        raise ParamsError(
+            f"params.yaml: {where} = {value!r} is not allowed; use one of: " + ", ".join(allowed)
+        )
+    return value
+
+
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ParamsError(f"params.yaml: {where} = {value!r} is not allowed; use true or false")
+    return value
+
+
+def _distinct_choices(value: Any, allowed: tuple[str, ...], where: str) -> tuple[str, ...]:
+    use = f"a list of distinct values from: {', '.join(allowed)} (may be empty: [])"
+    if not isinstance(value, list) or len(set(map(repr, value))) != len(value):
+        raise ParamsError(f"params.yaml: {where} = {value!r} is not allowed; use {use}")
+    for i, item in enumerate(value):
+        if item not in allowed:
+            raise ParamsError(f"params.yaml: {where}[{i}] = {item!r} is not allowed; use {use}")
+    return tuple(value)
+
+
+def validate_bits(
+    value: Any, where: str = "quantize.bits", allow_empty: bool = False
+) -> tuple[int, ...]:
+    """Validate a list of bit widths.
+
+    Parameters
+    ----------
+    value : Any
+        What ``params.yaml`` holds under ``quantize.bits``.
+    where : str
+        The key to name in error messages.
+
+    Returns
+    -------
+    tuple of int
+        The widths, in the order given.
+
+    Raises
+    ------
+    ParamsError
+        If ``value`` is not a non-empty list of distinct integers from 2 to 16.
+    """
+    allowed = (
+        f"a list of distinct integers from {MIN_BITS} to {MAX_BITS} (may be empty: [])"
+        if allow_empty
+        else f"a non-empty list of distinct integers from {MIN_BITS} to {MAX_BITS}, e.g. [8, 16]"
+    )
+    if not isinstance(value, list) or (not value and not allow_empty):
+        raise ParamsError(f"params.yaml: {where} = {value!r} is not allowed; use {allowed}")
+    for i, bits in enumerate(value):
+        if not _is_int(bits) or not MIN_BITS <= bits <= MAX_BITS:
+            raise ParamsError(f"params.yaml: {where}[{i}] = {bits!r} is not allowed; use {allowed}")
+    if len(set(value)) != len(value):
+        raise ParamsError(f"params.yaml: {where} = {value!r} repeats a width; use {allowed}")
+    return tuple(value)
+
+
+def _non_negative(value: Any, where: str, strictly: bool = False) -> float:
+    ok = (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value > 0 if strictly else value >= 0)
+    )
+    if not ok:
+        kind = "a number > 0" if strictly else "a number >= 0"
+        raise ParamsError(f"params.yaml: {where} = {value!r} is not allowed; use {kind}")
+    return float(value)
+
+
+def _validate_gate(raw: Any) -> GateParams:
+    gate = _mapping(raw, "gate")
+    budgets = []
+    for variant, limits in gate.items():
+        if not isinstance(variant, str) or not paths.DERIVED_VARIANT.fullmatch(variant):
+            raise ParamsError(
+                f"params.yaml: gate has key {variant!r}; use variant names such as q8, q8i, float16"
+            )
+        limits = _mapping(limits, f"gate.{variant}")
+        if not limits:
+            raise ParamsError(
+                f"params.yaml: gate.{variant} is empty; give some of: {', '.join(GATE_LIMITS)}"
+            )
+        for key in limits:
+            if key not in GATE_LIMITS:
+                hint = difflib.get_close_matches(str(key), GATE_LIMITS, n=1)
+                fix = f"did you mean '{hint[0]}'?" if hint else "allowed: " + ", ".join(GATE_LIMITS)
+                raise ParamsError(f"params.yaml: unknown key 'gate.{variant}.{key}'; {fix}")
+        checked = tuple(
+            (
+                key,
+                _non_negative(limits[key], f"gate.{variant}.{key}", strictly=key != "max_r2_drop"),
+            )
+            for key in GATE_LIMITS
+            if key in limits
+        )
+        budgets.append((variant, checked))
+    return GateParams(budgets=tuple(sorted(budgets)))
+
+
+def _validate_monitor(raw: Any) -> MonitorParams:
+    mon = _mapping(raw, "monitor")
+    _check_keys(mon, ("batch", "bins", "psi_alert", "ks_alert", "missing_alert"), "monitor")
+    batch = mon["batch"]
+    if not isinstance(batch, str) or not batch.endswith((".csv", ".npz")):
+        raise ParamsError(
+            f"params.yaml: monitor.batch = {batch!r} is not allowed; use the path of a .csv "
+            "or .npz file, e.g. data/split/test.npz"
+        )
+    bins = mon["bins"]
+    if not _is_int(bins) or not 2 <= bins <= 100:
+        raise ParamsError(
+            f"params.yaml: monitor.bins = {bins!r} is not allowed; use an integer from 2 to 100"
+        )
+    return MonitorParams(
+        batch=batch,
+        bins=bins,
+        psi_alert=_non_negative(mon["psi_alert"], "monitor.psi_alert", strictly=True),
+        ks_alert=_non_negative(mon["ks_alert"], "monitor.ks_alert", strictly=True),
+        missing_alert=_non_negative(mon["missing_alert"], "monitor.missing_alert"),
+    )
+
+
+def validate_params(raw: Any) -> Params:
+    """Validate the parsed content of ``params.yaml``.
+
+    Parameters
+    ----------
+    raw : Any
+        The document as :func:`yaml.safe_load` returns it.
+
+    Returns
+    -------
+    Params
+        The validated, frozen params.
+
+    Raises
+    ------
+    ParamsError
+        On the first problem found, with a message naming the key and the allowed values.
+    """
+    top = _mapping(raw, "the top level")
+    _check_keys(top, ("data", "quantize", "integer", "gate", "monitor"), "")
+
+    data = _mapping(top["data"], "data")
+    _check_keys(data, ("seed", "test_size"), "data")
+    seed = data["seed"]
+    if not _is_int(seed) or not 0 <= seed < 2**32:
+        raise ParamsError(
+            f"params.yaml: data.seed = {seed!r} is not allowed; use an integer from 0 to 2**32 - 1"
+        )
+    test_size = data["test_size"]
+    if (
+        not isinstance(test_size, float)
+        or not math.isfinite(test_size)
+        or not 0.0 < test_size < 1.0
+    ):
+        raise ParamsError(
+            f"params.yaml: data.test_size = {test_size!r} is not allowed; "
+            "use a fraction strictly between 0 and 1, e.g. 0.2"
+        )
+
+    quant = _mapping(top["quantize"], "quantize")
+    _check_keys(
+        quant,
+        ("bits", "scheme", "granularity", "standardize", "bias_correction", "rounding", "casts"),
+        "quantize",
+    )
+    integer = _mapping(top["integer"], "integer")
+    _check_keys(integer, ("bits", "calibration", "percentile"), "integer")
+    percentile = integer["percentile"]
+    if (
+        not isinstance(percentile, int | float)
+        or isinstance(percentile, bool)
+        or not 50 < percentile <= 100
+    ):
+        raise ParamsError(
+            f"params.yaml: integer.percentile = {percentile!r} is not allowed; use a number "
+            "above 50 and at most 100, e.g. 99.99"
+        )
+    return Params(
+        data=DataParams(seed=seed, test_size=test_size),
+        gate=_validate_gate(top["gate"]),
+        monitor=_validate_monitor(top["monitor"]),
+        quantize=QuantizeParams(
+            bits=validate_bits(quant["bits"]),
+            scheme=_choice(quant["scheme"], SCHEMES, "quantize.scheme"),
+            granularity=_choice(quant["granularity"], GRANULARITIES, "quantize.granularity"),
+            standardize=_flag(quant["standardize"], "quantize.standardize"),
+            bias_correction=_flag(quant["bias_correction"], "quantize.bias_correction"),
+            rounding=_choice(quant["rounding"], ROUNDINGS, "quantize.rounding"),
+            casts=_distinct_choices(quant["casts"], CASTS, "quantize.casts"),
+        ),
+        integer=IntegerParams(
+            bits=validate_bits(integer["bits"], "integer.bits", allow_empty=True),
+            calibration=_choice(integer["calibration"], CALIBRATIONS, "integer.calibration"),
+            percentile=float(percentile),
+        ),
+    )
+
+
+def load_params(path: str | Path = paths.PARAMS) -> Params:
+    """Read and validate a params file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The YAML file, ``params.yaml`` in the repository root by default.
+
+    Returns
+    -------
+    Params
+
+    Raises
+    ------
+    ParamsError
+        If the file is missing, is not valid YAML, or fails :func:`validate_params`.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ParamsError(
+            f"{path}: not found; run from the repository root, where params.yaml lives"
+        ) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ParamsError(f"{path}: not valid YAML{where}; fix the syntax") from None
+    return validate_params(raw)
