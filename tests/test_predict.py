@@ -47,6 +47,27 @@ def test_registry_loads_every_model_in_order(models):
         registry.get("q4")
 
 
+def test_registry_orders_fp64_then_widths_then_integer_then_casts(tmp_path):
+    from quantpipe.modelfile import cast_model_arrays, integer_model_arrays, save_model
+    from quantpipe.quantization import cast_values, quantize_integer
+    from tests.models import COEF, INTERCEPT
+
+    directory = write_models(tmp_path / "models", bits=(16, 4, 8))
+    quantized = directory / "quantized"
+    for dtype in ("bfloat16", "float16", "float32"):
+        stored, _ = cast_values(np.append(COEF, INTERCEPT), dtype)
+        arrays = cast_model_arrays(stored[:-1], stored[-1:], dtype, FEATURE_NAMES, {})
+        save_model(quantized / f"{dtype}.npz", arrays)
+    for bits in (8, 4):
+        model = quantize_integer(COEF, INTERCEPT, rows(200), bits=bits)
+        arrays = integer_model_arrays(model, f"q{bits}i", FEATURE_NAMES, {})
+        save_model(quantized / f"q{bits}i.npz", arrays)
+    registry = ModelRegistry.from_directory(directory)
+    assert list(registry) == [
+        "fp64", "q4", "q8", "q16", "q4i", "q8i", "float32", "float16", "bfloat16"
+    ]  # fmt: skip
+
+
 def test_registry_of_an_empty_directory(tmp_path):
     with pytest.raises(ModelFileError, match=r"no model files \(fp64.npz, quantized/\*.npz\)"):
         ModelRegistry.from_directory(tmp_path)

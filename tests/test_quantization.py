@@ -350,6 +350,27 @@ def test_coordinate_descent_path_for_many_coefficients(monkeypatch):
     assert _objective(v, dequantize(exhaustive), C) <= _objective(v, dequantize(descent), C)
 
 
+def test_coordinate_descent_finds_the_optimum_that_nearest_rounding_misses(monkeypatch):
+    """At one scale, on a case where it is known to reach the optimum (checked against all
+    2**10 floor/ceil choices): strictly better than round-to-nearest, which it starts from."""
+    import quantpipe.quantization as q
+
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=10)
+    A = rng.normal(size=(10, 10))
+    C = A @ A.T
+    s = np.max(np.abs(v)) / 3
+    lo, hi = np.clip(np.floor(v / s), -3, 3), np.clip(np.ceil(v / s), -3, 3)
+    monkeypatch.setattr(q, "EXHAUSTIVE_MAX", 4)
+    codes, err = q._rounding_choices(lo, hi, s, v, C)
+    nearest = np.where(np.abs(lo * s - v) <= np.abs(hi * s - v), lo, hi)
+    choices = np.where((np.arange(2**10)[:, None] >> np.arange(10)) & 1 == 1, hi, lo)
+    best = min(_objective(v, c * s, C) for c in choices)
+    assert err == pytest.approx(best, rel=1e-12)
+    assert err < 0.7 * _objective(v, nearest * s, C)
+    assert err == pytest.approx(_objective(v, codes * s, C), rel=1e-12)
+
+
 def test_data_aware_rejects_a_bad_matrix():
     with pytest.raises(ValueError, match=r"C must be a finite \(2, 2\) matrix"):
         quantize_data_aware(np.ones(2), np.eye(3), 4)
@@ -435,7 +456,13 @@ def test_quantize_integer_tracks_the_float_model():
         assert model.weight_codes.dtype == np.int8
         err = model.predict(X) - ref
         assert np.sqrt(np.mean(err**2)) < 0.02
-        assert abs(err.mean()) < 0.005  # bias-corrected at the mean code
+        assert abs(err.mean()) < 0.005
+        # bias correction, exactly: at the training mean of the input codes, the integer
+        # model's affine map equals the float model within half an output step
+        xq_mean = model.input_codes(X)[0].mean(axis=0)
+        at_mean = model.output_scale * (xq_mean @ model.weight_codes + model.bias_code)
+        x_at_mean = model.input_lo + model.input_scale * xq_mean
+        assert abs(at_mean - (x_at_mean @ w + b)) <= model.output_scale / 2 * (1 + 1e-9)
     assert quantize_integer(w, b, X, bits=12).weight_codes.dtype == np.int16
 
 
