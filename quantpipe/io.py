@@ -44,7 +44,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
-def _write_with(path: str | Path, mode: str, write: Callable[[IO[Any]], None]) -> None:
+def _write_with(path: str | Path, mode: str, write: Callable[[IO[Any]], object]) -> None:
     with atomic_path(path) as tmp, open(tmp, mode) as fh:
         write(fh)
 

@@ -38,6 +38,8 @@ from quantpipe.drift import N_QUANTILES, Reference
 from quantpipe.errors import ModelFileError
 from quantpipe.io import json_text, load_npz, save_npz
 from quantpipe.quantization import (
+    MAX_BITS,
+    MIN_BITS,
     SCALE_DTYPE,
     IntegerLinear,
     QuantizedLinear,
@@ -263,6 +265,28 @@ def _expect(cond: bool, path: Path, what: str) -> None:
         raise ModelFileError(f"{path}: {what}; rebuild it with `dvc repro`")
 
 
+def _section(header: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
+    """The header's object ``name``, checked."""
+    section = header.get(name)
+    if not isinstance(section, dict):
+        raise ModelFileError(f"{path}: header has no {name} section; rebuild it with `dvc repro`")
+    return section
+
+
+def _int_field(value: Any, path: Path, what: str, lo: int, hi: int | None = None) -> int:
+    """``value`` if it is an integer from ``lo`` to ``hi``, else the error ``what``."""
+    ok = type(value) is int and value >= lo and (hi is None or value <= hi)
+    if not ok:
+        raise ModelFileError(f"{path}: {what}; rebuild it with `dvc repro`")
+    return int(value)
+
+
+def _bits(value: Any, path: Path) -> int:
+    return _int_field(
+        value, path, f"bits {value!r} not in {MIN_BITS}-{MAX_BITS}", MIN_BITS, MAX_BITS
+    )
+
+
 def _member(arrays: dict[str, np.ndarray], name: str, dtype: str, shape: tuple, path: Path):
     array = arrays[name]
     _expect(
@@ -307,8 +331,7 @@ def model_from_arrays(arrays: dict[str, np.ndarray], path: str | Path) -> Model:
             f"{path}: format version {version!r} is unknown; this quantpipe reads version "
             f"{FORMAT_VERSION}: rebuild the model with `dvc repro` or upgrade quantpipe"
         )
-    n = header.get("n_features")
-    _expect(isinstance(n, int) and n > 0, path, "header has no valid n_features")
+    n = _int_field(header.get("n_features"), path, "header has no valid n_features", 1)
     kind = header.get("kind")
     variant = str(header.get("variant"))
     if kind == "integer":
@@ -320,19 +343,14 @@ def model_from_arrays(arrays: dict[str, np.ndarray], path: str | Path) -> Model:
         bits = 64
     elif kind == "cast":
         _expect(set(arrays) == _FLOAT_MEMBERS, path, f"members are {sorted(arrays)}")
-        dtype = (
-            header.get("cast", {}).get("dtype") if isinstance(header.get("cast"), dict) else None
-        )
+        dtype = str(_section(header, "cast", path).get("dtype"))
         _expect(dtype in CAST_STORAGE, path, f"cast dtype {dtype!r} is unknown")
         intercept_dtype, bits = CAST_STORAGE[dtype]
         stored = _member(arrays, "coef", intercept_dtype, (n,), path)
         weights = from_bfloat16_bits(stored) if dtype == "bfloat16" else stored.astype(np.float64)
     elif kind == "quantized":
         _expect(set(arrays) == _QUANT_MEMBERS, path, f"members are {sorted(arrays)}")
-        q = header.get("quantization")
-        _expect(isinstance(q, dict), path, "header has no quantization section")
-        bits = q.get("bits")
-        _expect(isinstance(bits, int) and 2 <= bits <= 16, path, f"bits {bits!r} not in 2-16")
+        bits = _bits(_section(header, "quantization", path).get("bits"), path)
         cdt = code_dtype(bits).str
         codes = unpack_codes(_member(arrays, "codes", "u1", (-(-n * bits // 8),), path), bits, n)
         scale = _member(arrays, "scale", SCALE_DTYPE.str, (n,), path)
@@ -341,7 +359,6 @@ def model_from_arrays(arrays: dict[str, np.ndarray], path: str | Path) -> Model:
         zero_point = _member(arrays, "zero_point", cdt, k, path)
         _expect(int(zero_point.max()) < 2**bits, path, f"a zero point exceeds {bits} bits")
         weights = dequantize_codes(codes, scale, zero_point)
-        bits = int(bits)
     else:
         raise ModelFileError(f"{path}: unknown model kind {kind!r}; rebuild it with `dvc repro`")
     stored_intercept = _member(arrays, "intercept", intercept_dtype, (1,), path)
@@ -368,10 +385,7 @@ def _integer_model(
     arrays: dict[str, np.ndarray], header: dict[str, Any], n: int, variant: str, path: Path
 ) -> IntegerModel:
     _expect(set(arrays) == _INT_MEMBERS, path, f"members are {sorted(arrays)}")
-    meta = header.get("integer")
-    _expect(isinstance(meta, dict), path, "header has no integer section")
-    bits = meta.get("bits")
-    _expect(isinstance(bits, int) and 2 <= bits <= 16, path, f"bits {bits!r} not in 2-16")
+    bits = _bits(_section(header, "integer", path).get("bits"), path)
     weight_dtype = "i1" if bits <= 8 else "<i2"
     model = IntegerLinear(
         weight_codes=_member(arrays, "weight_codes", weight_dtype, (n,), path),
@@ -469,8 +483,9 @@ def load_reference(path: str | Path) -> Reference:
         f"not a {REFERENCE_FORMAT} file of version {FORMAT_VERSION}",
     )
     names = tuple(header.get("feature_names", ()))
-    n, bins = len(names), header.get("bins")
-    _expect(isinstance(bins, int) and bins >= 2 and n > 0, path, "header has no valid bins")
+    n = len(names)
+    _expect(n > 0, path, "header has no valid bins")
+    bins = _int_field(header.get("bins"), path, "header has no valid bins", 2)
     return Reference(
         feature_names=names,
         edges=_member(arrays, "edges", "<f8", (n, bins - 1), path),

@@ -457,13 +457,14 @@ def _rounding_choices(lo: np.ndarray, hi: np.ndarray, s: float, v: np.ndarray, C
     for _ in range(20):  # coordinate descent from round-to-nearest
         changed = False
         for j in range(n):
-            best = None
+            best: tuple[float, float] | None = None
             for c in {lo[j], hi[j]}:
                 trial = codes.copy()
                 trial[j] = c
                 e = float(numerics.quadratic_forms((trial * s - v)[None], C)[0])
                 if best is None or e < best[0] - 1e-18:
                     best = (e, c)
+            assert best is not None  # the set above is never empty
             if best[1] != codes[j]:
                 codes[j] = best[1]
                 changed = True

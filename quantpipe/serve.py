@@ -60,7 +60,7 @@ PLATFORM = "quantpipe-linear"
 INPUT_NAME = "input-0"
 OUTPUT_NAME = "predictions"
 HEADER_LENGTH = "inference-header-content-length"
-DTYPES = {"FP64": np.dtype("<f8"), "FP32": np.dtype("<f4")}
+DTYPES: dict[str, np.dtype] = {"FP64": np.dtype("<f8"), "FP32": np.dtype("<f4")}
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 EXTENSIONS = ["binary_tensor_data"]
 # With --workers > 1, each worker process builds its app from these.
@@ -343,21 +343,25 @@ class Metrics:
         )
         self.drift = drift
         if drift is not None:
-            kw = {"registry": self.registry, "multiprocess_mode": "max"}
             self.window_rows = Gauge(
-                "quantpipe_drift_window_rows", "Recent input rows in the drift window.", **kw
+                "quantpipe_drift_window_rows",
+                "Recent input rows in the drift window.",
+                registry=self.registry,
+                multiprocess_mode="max",
             )
             self.psi = Gauge(
                 "quantpipe_drift_psi",
                 "Population stability index of the recent inputs against the training data.",
                 ["feature"],
-                **kw,
+                registry=self.registry,
+                multiprocess_mode="max",
             )
             self.ks = Gauge(
                 "quantpipe_drift_ks",
                 "Kolmogorov-Smirnov statistic of the recent inputs against the training data.",
                 ["feature"],
-                **kw,
+                registry=self.registry,
+                multiprocess_mode="max",
             )
 
     def exposition(self) -> bytes:
