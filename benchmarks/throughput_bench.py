@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from quantpipe.quantization import PARALLEL_CHUNK_ROWS
+from quantpipe.quant.linear import PARALLEL_CHUNK_ROWS
 from quantpipe.registry import ModelRegistry
 
 BYTES_PER_ROW = 8 * 8 + 8

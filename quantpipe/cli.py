@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 from quantpipe import __version__
 from quantpipe.errors import ParamsError, QuantpipeError
-from quantpipe.quantization import MAX_BITS, MIN_BITS
+from quantpipe.quant.codes import MAX_BITS, MIN_BITS
 
 log = logging.getLogger("quantpipe")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from quantpipe import numerics
+from quantpipe import exact, numerics
 
 #: Significant digits kept in metrics files: far below the metrics' own noise, and stable
 #: across runs so that ``git diff`` of the metrics shows real changes only.
@@ -60,7 +60,7 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     n = y_true.size
     err = y_true - y_pred
     ss_res = numerics.sum_exact(err * err)
-    dev = y_true - numerics.mean(y_true)
+    dev = y_true - exact.mean(y_true)
     ss_tot = numerics.sum_exact(dev * dev)
     # a constant target (ss_tot == 0) scores 1.0 if fitted exactly, else 0.0 (force_finite)
     r2 = 1.0 - ss_res / ss_tot if ss_tot else float(ss_res == 0)

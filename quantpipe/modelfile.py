@@ -37,19 +37,17 @@ import numpy as np
 from quantpipe.drift import N_QUANTILES, Reference
 from quantpipe.errors import ModelFileError
 from quantpipe.io import json_text, load_npz, save_npz
-from quantpipe.quantization import (
+from quantpipe.quant.casts import from_bfloat16_bits
+from quantpipe.quant.codes import (
     MAX_BITS,
     MIN_BITS,
-    SCALE_DTYPE,
-    IntegerLinear,
-    QuantizedLinear,
     code_dtype,
     dequantize_codes,
-    from_bfloat16_bits,
     pack_codes,
-    predict,
     unpack_codes,
 )
+from quantpipe.quant.integer import IntegerLinear
+from quantpipe.quant.linear import SCALE_DTYPE, QuantizedLinear, predict
 
 FORMAT = "quantpipe-linear"
 FORMAT_VERSION = 1
@@ -100,7 +98,7 @@ class LinearModel:
 
 @dataclass(frozen=True)
 class IntegerModel:
-    """A loaded integer-only model (:class:`quantpipe.quantization.IntegerLinear`)."""
+    """A loaded integer-only model (:class:`quantpipe.quant.integer.IntegerLinear`)."""
 
     variant: str
     model: IntegerLinear
@@ -217,7 +215,7 @@ def cast_model_arrays(
     params: dict[str, Any],
 ) -> dict[str, np.ndarray]:
     """The members of a float-cast baseline: coefficients and intercept stored as ``dtype``
-    (bfloat16 as its uint16 bit patterns), from :func:`quantpipe.quantization.cast_values`."""
+    (bfloat16 as its uint16 bit patterns), from :func:`quantpipe.quant.casts.cast_values`."""
     storage = CAST_STORAGE[dtype][0]
     header = _base_header(dtype, "cast", feature_names)
     header["cast"] = {"dtype": dtype, "storage": np.dtype(storage).name}

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from quantpipe import cli, numerics, paths
+from quantpipe import cli, exact, paths
 from quantpipe.data import TARGET_NAME, load_dataset
 from quantpipe.drift import Reference, bin_shares, build_reference, feature_drift
 from quantpipe.errors import DataError, QuantpipeError
@@ -162,8 +162,8 @@ def monitor_report(
         report["predictions"] = {
             "psi": stats["psi"],
             "ks": stats["ks"],
-            "train_mean": numerics.mean(train_pred),
-            "batch_mean": numerics.mean(pred),
+            "train_mean": exact.mean(train_pred),
+            "batch_mean": exact.mean(pred),
             "alert": int(stats["psi"] > params.psi_alert or stats["ks"] > params.ks_alert),
         }
         if y is not None and np.isfinite(y[complete]).all():

@@ -18,7 +18,8 @@ import yaml
 
 from quantpipe import paths
 from quantpipe.errors import ParamsError
-from quantpipe.quantization import CASTS, MAX_BITS, MIN_BITS
+from quantpipe.quant.casts import CASTS
+from quantpipe.quant.codes import MAX_BITS, MIN_BITS
 
 SCHEMES = ("symmetric", "asymmetric")
 GRANULARITIES = ("per-tensor", "per-channel")

@@ -6,7 +6,7 @@
 import re
 from pathlib import Path
 
-from quantpipe.quantization import CASTS
+from quantpipe.quant.casts import CASTS
 
 PARAMS = Path("params.yaml")
 

@@ -4,7 +4,7 @@
 every ``models/quantized/*.npz``: q{bits}, q{bits}i, the casts) through
 :func:`quantpipe.modelfile.load_model`, which checks each file's format, version and header.
 :func:`check_features` validates a batch of rows. The arithmetic is
-:func:`quantpipe.quantization.predict`, the one the evaluate stage uses, so the predictions
+:func:`quantpipe.quant.linear.predict`, the one the evaluate stage uses, so the predictions
 are the same bits.
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 from quantpipe.errors import ModelFileError, QuantpipeError
 from quantpipe.modelfile import Model, load_model
 from quantpipe.paths import DERIVED_VARIANT
-from quantpipe.quantization import CASTS
+from quantpipe.quant.casts import CASTS
 
 
 def _order(match: re.Match) -> tuple[int, int]:

@@ -2,7 +2,7 @@
 every machine.
 
 The coefficients are the exact least-squares solution of the training data, rounded once
-(:func:`quantpipe.numerics.lstsq`), not LAPACK's, whose last bits depend on the CPU's BLAS
+(:func:`quantpipe.exact.lstsq`), not LAPACK's, whose last bits depend on the CPU's BLAS
 kernels. They agree with ``LinearRegression().fit`` to a relative 1.4e-11 on California
 Housing. scikit-learn is imported only when :func:`fit` runs.
 """
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from quantpipe import numerics
+from quantpipe import exact
 from quantpipe.data import Dataset
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ def fit(train: Dataset) -> LinearRegression:
 
     The estimator is scikit-learn's own, with the attributes its ``fit`` sets
     (``n_features_in_``, ``coef_``, ``rank_``, ``singular_``, ``intercept_``), filled from
-    the exact solution (:func:`quantpipe.numerics.lstsq`) instead of LAPACK's, so that the
+    the exact solution (:func:`quantpipe.exact.lstsq`) instead of LAPACK's, so that the
     same data give the same bits on every machine. It predicts, scores and pickles as one
     fitted by ``fit``.
 
@@ -41,7 +41,7 @@ def fit(train: Dataset) -> LinearRegression:
     """
     from sklearn.linear_model import LinearRegression
 
-    solution = numerics.lstsq(train.X, train.y)
+    solution = exact.lstsq(train.X, train.y)
     model = LinearRegression()
     model.n_features_in_ = train.X.shape[1]
     model.coef_ = solution.coef

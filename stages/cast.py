@@ -18,7 +18,7 @@ from quantpipe import cli, paths
 from quantpipe.errors import ModelFileError, ParamsError
 from quantpipe.modelfile import cast_model_arrays, load_float_model, param_bytes, save_model
 from quantpipe.params import load_params
-from quantpipe.quantization import CASTS, cast_values
+from quantpipe.quant.casts import CASTS, cast_values
 
 log = logging.getLogger("quantpipe.cast")
 

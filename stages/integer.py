@@ -3,7 +3,7 @@
 Inputs are quantized per feature to ``bits``-wide codes calibrated on the training set
 (``integer.calibration``: min-max or percentile), the input scales are folded into the
 weights, the accumulation is integer (checked for int32 overflow) and one float rescale
-gives the prediction (see :func:`quantpipe.quantization.quantize_integer`). ``dvc.yaml`` runs
+gives the prediction (see :func:`quantpipe.quant.integer.quantize_integer`). ``dvc.yaml`` runs
 it once per entry of ``integer.bits``, each writing ``models/quantized/q{bits}i.npz``.
 """
 
@@ -20,7 +20,7 @@ from quantpipe.data import load_dataset
 from quantpipe.errors import ParamsError
 from quantpipe.modelfile import integer_model_arrays, load_float_model, param_bytes, save_model
 from quantpipe.params import load_params
-from quantpipe.quantization import quantize_integer
+from quantpipe.quant.integer import quantize_integer
 
 log = logging.getLogger("quantpipe.integer")
 

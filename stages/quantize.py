@@ -4,7 +4,7 @@
 ``models/quantized/q{bits}.npz``. The scheme comes from ``params.yaml``; by default the
 coefficients are quantized on standardized features with one symmetric scale, the training
 statistics are folded into the stored per-feature scales and intercept, and the intercept is
-bias-corrected (see :func:`quantpipe.quantization.quantize_linear`).
+bias-corrected (see :func:`quantpipe.quant.linear.quantize_linear`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from quantpipe.data import load_dataset
 from quantpipe.errors import DataError
 from quantpipe.modelfile import load_float_model, param_bytes, quantized_model_arrays, save_model
 from quantpipe.params import load_params
-from quantpipe.quantization import feature_stats, quantize_linear
+from quantpipe.quant.linear import feature_stats, quantize_linear
 
 log = logging.getLogger("quantpipe.quantize")
 

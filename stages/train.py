@@ -24,7 +24,7 @@ from quantpipe.data import load_dataset
 from quantpipe.io import atomic_path
 from quantpipe.modelfile import float_model_arrays, save_model
 from quantpipe.params import load_params
-from quantpipe.quantization import predict
+from quantpipe.quant.linear import predict
 from quantpipe.training import fit
 
 log = logging.getLogger("quantpipe.train")

@@ -8,7 +8,7 @@ import numpy as np
 
 from quantpipe.data import FEATURE_NAMES
 from quantpipe.modelfile import float_model_arrays, quantized_model_arrays, save_model
-from quantpipe.quantization import quantize_linear
+from quantpipe.quant.linear import quantize_linear
 
 COEF = np.array([0.44, 0.0097, -0.12, 0.78, -1.6e-6, -0.0035, -0.42, -0.43])
 INTERCEPT = -37.0

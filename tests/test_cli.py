@@ -15,7 +15,7 @@ import yaml
 from quantpipe import cli
 from quantpipe.evaluation import prune_stale_models
 from quantpipe.modelfile import quantized_model_arrays, save_model
-from quantpipe.quantization import quantize_linear
+from quantpipe.quant.linear import quantize_linear
 from tests.conftest import REPO_ROOT
 
 

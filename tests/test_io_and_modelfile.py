@@ -21,7 +21,9 @@ from quantpipe.modelfile import (
     quantized_model_arrays,
     save_model,
 )
-from quantpipe.quantization import cast_values, quantize_integer, quantize_linear
+from quantpipe.quant.casts import cast_values
+from quantpipe.quant.integer import quantize_integer
+from quantpipe.quant.linear import quantize_linear
 
 NAMES = ("a", "b", "c")
 COEF = np.array([0.5, -2.0, 0.125])

@@ -1,4 +1,5 @@
-"""Machine-independent arithmetic: exact results rounded once, or a fixed order of IEEE ops."""
+"""Machine-independent arithmetic: exact results rounded once (quantpipe.exact), or a fixed
+order of IEEE operations (quantpipe.numerics)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,13 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from numpy.testing import assert_allclose, assert_array_equal
 
-from quantpipe import numerics
+from quantpipe import exact, numerics
 
 finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False, width=64)
 
 
 def test_lstsq_known_answer():
-    fit = numerics.lstsq(np.array([[0.0], [1.0], [2.0]]), np.array([1.0, 3.0, 5.0]))
+    fit = exact.lstsq(np.array([[0.0], [1.0], [2.0]]), np.array([1.0, 3.0, 5.0]))
     assert fit.coef.tolist() == [2.0]
     assert fit.intercept == 1.0
     assert fit.rank == 1
@@ -27,14 +28,14 @@ def test_lstsq_known_answer():
 def test_lstsq_is_the_exact_solution_rounded_once():
     # y ~ a x + b on x = 0, 1, 3 and y = 0, 1, 1: Sxy / Sxx = (4/3) / (14/3), so a = 2/7,
     # and b = 2/3 - a * 4/3 = 2/7 (by hand); neither is a binary fraction
-    fit = numerics.lstsq(np.array([[0.0], [1.0], [3.0]]), np.array([0.0, 1.0, 1.0]))
+    fit = exact.lstsq(np.array([[0.0], [1.0], [3.0]]), np.array([0.0, 1.0, 1.0]))
     assert fit.coef[0] == float(Fraction(2, 7))
     assert fit.intercept == float(Fraction(2, 7))
 
 
 def test_lstsq_of_dependent_features_is_the_minimum_norm_solution():
     X = np.array([[1.0, 1.0, 5.0], [2.0, 2.0, 5.0], [3.0, 3.0, 5.0]])  # twin and constant
-    fit = numerics.lstsq(X, np.array([2.0, 4.0, 6.0]))
+    fit = exact.lstsq(X, np.array([2.0, 4.0, 6.0]))
     assert fit.coef.tolist() == [1.0, 1.0, 0.0]
     assert fit.intercept == 0.0
     assert fit.rank == 1
@@ -44,7 +45,7 @@ def test_lstsq_agrees_with_lapack_on_well_conditioned_data():
     rng = np.random.default_rng(3)
     X = rng.normal(size=(200, 4))
     y = X @ np.array([1.5, -2.0, 0.25, 3.0]) + 0.5 + rng.normal(scale=0.1, size=200)
-    fit = numerics.lstsq(X, y)
+    fit = exact.lstsq(X, y)
     A = np.column_stack([X, np.ones(200)])
     expected = np.linalg.lstsq(A, y, rcond=None)[0]
     assert_allclose(fit.coef, expected[:4], rtol=1e-12)
@@ -55,40 +56,40 @@ def test_lstsq_agrees_with_lapack_on_well_conditioned_data():
 
 def test_lstsq_refuses_bad_shapes():
     with pytest.raises(ValueError, match=r"need X of shape \(n, k\) and y of shape \(n,\)"):
-        numerics.lstsq(np.ones((3, 2)), np.ones(2))
+        exact.lstsq(np.ones((3, 2)), np.ones(2))
     with pytest.raises(ValueError, match="need a finite 2-D array"):
-        numerics.lstsq(np.array([[np.nan], [1.0]]), np.ones(2))
+        exact.lstsq(np.array([[np.nan], [1.0]]), np.ones(2))
 
 
 def test_mean_std_cov_known_answer():
-    mean, std, cov = numerics.mean_std_cov(np.array([[1.0, 2.0], [3.0, 6.0]]))
+    mean, std, cov = exact.mean_std_cov(np.array([[1.0, 2.0], [3.0, 6.0]]))
     assert mean.tolist() == [2.0, 4.0]
     assert std.tolist() == [1.0, 2.0]
     assert cov.tolist() == [[1.0, 2.0], [2.0, 4.0]]
 
 
 def test_exact_sums_do_not_lose_small_terms():
-    assert numerics.dot([1e16, 1.0, -1e16], [1.0, 1.0, 1.0]) == 1.0
+    assert exact.dot([1e16, 1.0, -1e16], [1.0, 1.0, 1.0]) == 1.0
     assert numerics.sum_exact(np.array([1e100, 1.0, -1e100])) == 1.0
-    assert numerics.mean(np.array([1e16, 2.0, -1e16])) == float(Fraction(2, 3))
+    assert exact.mean(np.array([1e16, 2.0, -1e16])) == float(Fraction(2, 3))
 
 
 @given(arrays(np.float64, st.integers(1, 40), elements=finite))
 def test_mean_is_exact_and_does_not_depend_on_the_order(values):
-    exact = sum(map(Fraction, values.tolist()), Fraction(0)) / values.size
-    assert numerics.mean(values) == float(exact)
-    assert numerics.mean(values[::-1]) == numerics.mean(values)
+    true_mean = sum(map(Fraction, values.tolist()), Fraction(0)) / values.size
+    assert exact.mean(values) == float(true_mean)
+    assert exact.mean(values[::-1]) == exact.mean(values)
 
 
 @given(arrays(np.float64, (17, 3), elements=finite))
 def test_covariance_is_exact_rounded_once(X):
-    _, _, cov = numerics.mean_std_cov(X)
+    _, _, cov = exact.mean_std_cov(X)
     rows = [[Fraction(v) for v in row] for row in X.tolist()]
     means = [sum(col, Fraction(0)) / len(rows) for col in zip(*rows, strict=True)]
     for a in range(3):
         for b in range(3):
-            exact = sum(((r[a] - means[a]) * (r[b] - means[b]) for r in rows), Fraction(0))
-            assert cov[a, b] == float(exact / len(rows))
+            total = sum(((r[a] - means[a]) * (r[b] - means[b]) for r in rows), Fraction(0))
+            assert cov[a, b] == float(total / len(rows))
 
 
 def _in_tree_order(terms: list[float]) -> float:
@@ -173,12 +174,12 @@ def test_ln_is_within_an_ulp_of_the_platform_log(x):
 
 
 def test_jacobi_eigenvalues_known_answer():
-    assert_allclose(numerics.jacobi_eigenvalues([[2.0, 1.0], [1.0, 2.0]]), [3.0, 1.0])
-    assert_array_equal(numerics.jacobi_eigenvalues([[5.0, 0.0], [0.0, 7.0]]), [7.0, 5.0])
+    assert_allclose(exact.jacobi_eigenvalues([[2.0, 1.0], [1.0, 2.0]]), [3.0, 1.0])
+    assert_array_equal(exact.jacobi_eigenvalues([[5.0, 0.0], [0.0, 7.0]]), [7.0, 5.0])
 
 
 def test_dot_refuses_mismatched_or_non_finite_vectors():
     with pytest.raises(ValueError, match="dot of vectors of different lengths"):
-        numerics.dot([1.0, 2.0], [1.0])
+        exact.dot([1.0, 2.0], [1.0])
     with pytest.raises(ValueError, match="dot of non-finite values"):
-        numerics.dot([math.inf], [1.0])
+        exact.dot([math.inf], [1.0])

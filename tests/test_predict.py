@@ -49,7 +49,8 @@ def test_registry_loads_every_model_in_order(models):
 
 def test_registry_orders_fp64_then_widths_then_integer_then_casts(tmp_path):
     from quantpipe.modelfile import cast_model_arrays, integer_model_arrays, save_model
-    from quantpipe.quantization import cast_values, quantize_integer
+    from quantpipe.quant.casts import cast_values
+    from quantpipe.quant.integer import quantize_integer
     from tests.models import COEF, INTERCEPT
 
     directory = write_models(tmp_path / "models", bits=(16, 4, 8))

@@ -8,24 +8,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
-from quantpipe.quantization import (
-    IntegerLinear,
-    calibrate_inputs,
-    cast_values,
+from quantpipe.quant.casts import cast_values, from_bfloat16_bits, to_bfloat16_bits
+from quantpipe.quant.codes import (
     code_dtype,
     dequantize,
     dequantize_codes,
-    feature_stats,
-    from_bfloat16_bits,
     pack_codes,
-    predict,
     quantize,
-    quantize_data_aware,
-    quantize_integer,
-    quantize_linear,
-    to_bfloat16_bits,
     unpack_codes,
 )
+from quantpipe.quant.integer import IntegerLinear, calibrate_inputs, quantize_integer
+from quantpipe.quant.linear import feature_stats, predict, quantize_linear
+from quantpipe.quant.rounding import quantize_data_aware
 
 BITS = st.integers(min_value=2, max_value=16)
 MAGNITUDES = st.one_of(
@@ -336,7 +330,7 @@ def test_data_aware_is_never_worse_than_nearest(seed, n, bits, symmetric):
 
 
 def test_coordinate_descent_path_for_many_coefficients(monkeypatch):
-    import quantpipe.quantization as q
+    import quantpipe.quant.rounding as q
 
     rng = np.random.default_rng(3)
     v = rng.normal(size=10)
@@ -353,7 +347,7 @@ def test_coordinate_descent_path_for_many_coefficients(monkeypatch):
 def test_coordinate_descent_finds_the_optimum_that_nearest_rounding_misses(monkeypatch):
     """At one scale, on a case where it is known to reach the optimum (checked against all
     2**10 floor/ceil choices): strictly better than round-to-nearest, which it starts from."""
-    import quantpipe.quantization as q
+    import quantpipe.quant.rounding as q
 
     rng = np.random.default_rng(0)
     v = rng.normal(size=10)
@@ -482,7 +476,7 @@ def test_integer_predictions_do_not_depend_on_the_batch(seed, cut):
 
 
 def test_threaded_prediction_is_bit_identical(monkeypatch):
-    import quantpipe.quantization as q
+    import quantpipe.quant.linear as q
 
     monkeypatch.setattr(q, "PARALLEL_CHUNK_ROWS", 1000)
     rng = np.random.default_rng(5)

@@ -1,0 +1,147 @@
+"""Integer-only inference, in the style of TFLite / ONNX QLinear: quantized inputs, integer
+accumulation, one float rescale. No I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from quantpipe import exact
+from quantpipe.quant.codes import as_finite_vector
+from quantpipe.quant.rounding import quantize_data_aware
+
+
+@dataclass(frozen=True)
+class IntegerLinear:
+    """A linear model evaluated with integer arithmetic, in the style of TFLite / ONNX QLinear.
+
+    Each input is quantized per feature to an unsigned ``bits``-wide code calibrated on the
+    training set, ``xq = clip(rint((x - input_lo) / input_scale), 0, 2**bits - 1)``; the
+    input scales and offsets are folded into the weights and the bias, so that
+
+        acc = xq @ weight_codes + bias_code      (integer accumulation, checked for overflow)
+        y   = output_scale * acc                 (one float rescale)
+
+    Attributes
+    ----------
+    weight_codes : ndarray of shape (n_features,), signed integers
+    output_scale : float
+    bias_code : int
+    input_lo, input_scale : ndarray of shape (n_features,), float64
+    bits : int
+    """
+
+    weight_codes: np.ndarray
+    output_scale: float
+    bias_code: int
+    input_lo: np.ndarray
+    input_scale: np.ndarray
+    bits: int
+
+    def input_codes(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Quantized inputs, shape (n_samples, n_features) int64, and which rows saturated
+        (fell outside the calibrated range in some feature), shape (n_samples,) bool."""
+        levels = 2**self.bits - 1
+        codes = np.rint((np.asarray(X, dtype=np.float64) - self.input_lo) / self.input_scale)
+        saturated = ((codes < 0) | (codes > levels)).any(axis=1)
+        return np.clip(codes, 0, levels).astype(np.int64), saturated
+
+    def accumulate(self, xq: np.ndarray) -> np.ndarray:
+        """Integer accumulation, shape (n_samples,) int64.
+
+        Raises
+        ------
+        OverflowError
+            If an accumulator leaves the int32 range (it cannot, given the bound checked at
+            construction; this guards the arithmetic).
+        """
+        acc = xq @ self.weight_codes.astype(np.int64) + self.bias_code
+        if acc.size and (acc.max() > np.iinfo(np.int32).max or acc.min() < np.iinfo(np.int32).min):
+            raise OverflowError("integer accumulator left the int32 range")
+        return acc
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predictions, shape (n_samples,) float64."""
+        xq, _ = self.input_codes(X)
+        return self.output_scale * self.accumulate(xq).astype(np.float64)
+
+
+def calibrate_inputs(
+    X: np.ndarray, bits: int, calibration: str = "minmax", percentile: float = 99.9
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature input ranges for integer-only inference.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Training data.
+    bits : int
+    calibration : {"minmax", "percentile"}
+        The full training range, or the central ``percentile`` % of it (clipping outliers
+        for a finer step on typical rows).
+    percentile : float
+        In (50, 100].
+
+    Returns
+    -------
+    input_lo, input_scale : ndarray of shape (n_features,)
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if calibration == "minmax":
+        lo, hi = X.min(axis=0), X.max(axis=0)
+    elif calibration == "percentile":
+        lo = np.percentile(X, 100.0 - percentile, axis=0)
+        hi = np.percentile(X, percentile, axis=0)
+    else:
+        raise ValueError(f"unknown calibration {calibration!r}; use minmax or percentile")
+    span = np.where(hi > lo, hi - lo, 1.0)
+    return lo, span / (2**bits - 1)
+
+
+def quantize_integer(
+    coef: np.ndarray,
+    intercept: float,
+    X_train: np.ndarray,
+    *,
+    bits: int,
+    calibration: str = "minmax",
+    percentile: float = 99.9,
+) -> IntegerLinear:
+    """Build an integer-only model from a float linear model and its training data.
+
+    The weight per input code, ``w * input_scale``, is quantized symmetrically (one scale,
+    ``bits`` wide) with data-aware rounding against the covariance of the input codes; the
+    input offsets and the bias are folded into one integer bias, corrected so that the
+    prediction at the training mean of the codes is the float model's.
+
+    Raises
+    ------
+    ValueError
+        On bad shapes or if the int32 accumulator could overflow for some input.
+    """
+    w = as_finite_vector(coef, "coef")
+    lo, sx = calibrate_inputs(X_train, bits, calibration, percentile)
+    w_code = w * sx  # the weight of one input code step
+    levels = 2**bits - 1
+    xq = np.clip(np.rint((X_train - lo) / sx), 0, levels)
+    xq_mean, _, C = exact.mean_std_cov(xq)
+    tensor = quantize_data_aware(w_code, C, bits, symmetric=True)
+    S = float(tensor.scale[0])
+    Wq = tensor.codes.astype(np.int64) - int(tensor.zero_point[0])
+    # y = w @ x + b = w_code @ (x - lo) / sx + (b + w @ lo); bias-correct at the mean code
+    b_folded = float(intercept) + exact.dot(w, lo) + exact.dot(w_code - S * Wq, xq_mean)
+    B = int(np.rint(b_folded / S))
+    bound = int(np.abs(Wq).sum()) * levels + abs(B)
+    if bound > np.iinfo(np.int32).max:
+        raise ValueError(f"the int32 accumulator could overflow (bound {bound}); use fewer bits")
+    dtype = np.int8 if bits <= 8 else np.int16
+    return IntegerLinear(
+        weight_codes=Wq.astype(dtype),
+        output_scale=S,
+        bias_code=B,
+        input_lo=lo,
+        input_scale=sx,
+        bits=bits,
+    )
