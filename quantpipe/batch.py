@@ -24,8 +24,9 @@ from typing import TextIO
 import numpy as np
 
 from quantpipe import cli
+from quantpipe.errors import InputError
 from quantpipe.io import atomic_path
-from quantpipe.registry import InputError, ModelRegistry
+from quantpipe.registry import ModelRegistry
 
 log = logging.getLogger("quantpipe.predict")
 

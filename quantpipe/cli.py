@@ -19,8 +19,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from quantpipe import __version__
-from quantpipe.errors import ParamsError, QuantpipeError
-from quantpipe.quant.codes import MAX_BITS, MIN_BITS
+from quantpipe.errors import QuantpipeError
 
 log = logging.getLogger("quantpipe")
 
@@ -43,21 +42,6 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
     p.add_argument("--version", action="version", version=f"quantpipe {__version__}")
     return p
-
-
-def check_bits(bits: int, flag: str = "--bits") -> int:
-    """A code width given on the command line, 2 to 16.
-
-    Raises
-    ------
-    ParamsError
-        Naming the flag and the allowed range.
-    """
-    if not MIN_BITS <= bits <= MAX_BITS:
-        raise ParamsError(
-            f"{flag} {bits} is not allowed; use an integer from {MIN_BITS} to {MAX_BITS}"
-        )
-    return bits
 
 
 def run(body: Callable[[argparse.Namespace], None], args: argparse.Namespace) -> int:

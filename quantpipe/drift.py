@@ -15,10 +15,14 @@ Missing values (NaN) are counted per feature and left out of both statistics.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from quantpipe import numerics
+from quantpipe.errors import ModelFileError
+from quantpipe.io import load_npz, save_npz
+from quantpipe.npzformat import expect, header_array, int_field, member, read_header
 
 #: Quantiles of each training feature kept in a reference (for KS without the sample).
 N_QUANTILES = 1001
@@ -173,3 +177,63 @@ def feature_drift(
             "missing": float(1.0 - present.size / max(column.size, 1)),
         }
     return out
+
+
+# -- the reference's file format -----------------------------------------------------------
+
+REFERENCE_FORMAT = "quantpipe-reference"
+REFERENCE_FORMAT_VERSION = 1
+_REFERENCE_MEMBERS = {"header", "edges", "expected", "quantiles", "cdf_at", "cdf_below"}
+
+
+def save_reference(path: str | Path, reference: Reference) -> None:
+    """Write a drift :class:`~quantpipe.drift.Reference` as ``.npz``, atomically."""
+    header = {
+        "format": REFERENCE_FORMAT,
+        "format_version": REFERENCE_FORMAT_VERSION,
+        "feature_names": list(reference.feature_names),
+        "bins": reference.bins,
+    }
+    save_npz(
+        path,
+        {
+            "header": header_array(header),
+            "edges": reference.edges,
+            "expected": reference.expected,
+            "quantiles": reference.quantiles,
+            "cdf_at": reference.cdf_at,
+            "cdf_below": reference.cdf_below,
+        },
+    )
+
+
+def load_reference(path: str | Path) -> Reference:
+    """Read a drift reference written by :func:`save_reference`.
+
+    Raises
+    ------
+    ModelFileError
+        If the file is missing, corrupt or not a reference of a known version.
+    """
+    path = Path(path)
+    arrays = load_npz(path, ModelFileError)
+    expect(set(arrays) == _REFERENCE_MEMBERS, path, f"members are {sorted(arrays)}")
+    header = read_header(arrays, path)
+    expect(
+        header.get("format") == REFERENCE_FORMAT
+        and header.get("format_version") == REFERENCE_FORMAT_VERSION,
+        path,
+        f"not a {REFERENCE_FORMAT} file of version {REFERENCE_FORMAT_VERSION}",
+    )
+    names = tuple(header.get("feature_names", ()))
+    n = len(names)
+    expect(n > 0, path, "header has no valid bins")
+    bins = int_field(header.get("bins"), path, "header has no valid bins", 2)
+    return Reference(
+        feature_names=names,
+        edges=member(arrays, "edges", "<f8", (n, bins - 1), path),
+        expected=member(arrays, "expected", "<f8", (n, bins), path),
+        quantiles=member(arrays, "quantiles", "<f8", (n, N_QUANTILES), path),
+        cdf_at=member(arrays, "cdf_at", "<f8", (n, N_QUANTILES), path),
+        cdf_below=member(arrays, "cdf_below", "<f8", (n, N_QUANTILES), path),
+    )

@@ -19,3 +19,28 @@ class DataError(QuantpipeError):
 
 class ModelFileError(QuantpipeError):
     """A model file is missing, corrupt, truncated or of an unknown format."""
+
+
+class GateError(QuantpipeError):
+    """A quantized model exceeded the accuracy budget."""
+
+
+class DriftAlert(QuantpipeError):
+    """The batch drifted past a threshold."""
+
+
+class UnknownModelError(QuantpipeError):
+    """A model name that the registry does not hold."""
+
+
+class InputError(QuantpipeError):
+    """Rows to predict that are not what the model takes."""
+
+
+class RequestError(Exception):
+    """A request the server refuses, with the HTTP status to answer (a 4xx, as JSON)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message

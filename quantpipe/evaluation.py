@@ -10,17 +10,17 @@ from typing import Any
 
 import numpy as np
 
-from quantpipe import paths
 from quantpipe.metrics import accuracy, fidelity
 from quantpipe.modelfile import IntegerModel, Model
 from quantpipe.params import Params
+from quantpipe.variants import DERIVED_VARIANT, integer_variant_name, variant_name
 
 
 def expected_variants(params: Params) -> list[str]:
     """The derived variants ``params.yaml`` asks for, in report order."""
     return (
-        [paths.variant_name(b) for b in sorted(params.quantize.bits)]
-        + [paths.integer_variant_name(b) for b in sorted(params.integer.bits)]
+        [variant_name(b) for b in sorted(params.quantize.bits)]
+        + [integer_variant_name(b) for b in sorted(params.integer.bits)]
         + list(params.quantize.casts)
     )
 
@@ -90,7 +90,7 @@ def prune_stale_models(variants: Sequence[str], models_dir: Path) -> list[str]:
     keep = set(variants)
     if models_dir.is_dir():
         for path in sorted(models_dir.iterdir()):
-            derived = path.suffix == ".npz" and paths.DERIVED_VARIANT.fullmatch(path.stem)
+            derived = path.suffix == ".npz" and DERIVED_VARIANT.fullmatch(path.stem)
             if derived and path.stem not in keep:
                 path.unlink()
                 removed.append(str(path))

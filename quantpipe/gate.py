@@ -18,12 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from quantpipe import cli, paths
-from quantpipe.errors import DataError, QuantpipeError
+from quantpipe.errors import DataError, GateError
 from quantpipe.params import GateParams, load_params
-
-
-class GateError(QuantpipeError):
-    """A quantized model exceeded the accuracy budget."""
 
 
 @dataclass(frozen=True)

@@ -27,16 +27,15 @@ it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from quantpipe.drift import N_QUANTILES, Reference
 from quantpipe.errors import ModelFileError
-from quantpipe.io import json_text, load_npz, save_npz
+from quantpipe.io import load_npz, save_npz
+from quantpipe.npzformat import expect, header_array, int_field, member, read_header, section
 from quantpipe.quant.casts import from_bfloat16_bits
 from quantpipe.quant.codes import (
     MAX_BITS,
@@ -120,11 +119,6 @@ class IntegerModel:
 Model = LinearModel | IntegerModel
 
 
-def _header_array(header: dict[str, Any]) -> np.ndarray:
-    text = json_text(header, sort_keys=True, separators=(",", ":"))
-    return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-
-
 def _base_header(variant: str, kind: str, feature_names: tuple[str, ...]) -> dict[str, Any]:
     return {
         "format": FORMAT,
@@ -155,7 +149,7 @@ def float_model_arrays(
     header = _base_header("fp64", "float", feature_names)
     header["params"] = params
     return {
-        "header": _header_array(header),
+        "header": header_array(header),
         "coef": np.asarray(coef, dtype="<f8"),
         "intercept": np.array([intercept], dtype="<f8"),
     }
@@ -199,7 +193,7 @@ def quantized_model_arrays(
     }
     header["params"] = params
     return {
-        "header": _header_array(header),
+        "header": header_array(header),
         "codes": pack_codes(model.codes, model.bits),
         "scale": np.asarray(model.scale, dtype=SCALE_DTYPE),
         "zero_point": np.asarray(model.zero_point, dtype=code_dtype(model.bits)),
@@ -221,7 +215,7 @@ def cast_model_arrays(
     header["cast"] = {"dtype": dtype, "storage": np.dtype(storage).name}
     header["params"] = params
     return {
-        "header": _header_array(header),
+        "header": header_array(header),
         "coef": np.asarray(stored_coef, dtype=storage),
         "intercept": np.asarray(stored_intercept, dtype=storage).reshape(1),
     }
@@ -238,7 +232,7 @@ def integer_model_arrays(
     header["integer"] = {"bits": model.bits, "weight_dtype": model.weight_codes.dtype.name}
     header["params"] = params
     return {
-        "header": _header_array(header),
+        "header": header_array(header),
         "weight_codes": model.weight_codes,
         "output_scale": np.array([model.output_scale], dtype="<f8"),
         "bias_code": np.array([model.bias_code], dtype="<i8"),
@@ -258,57 +252,10 @@ def param_bytes(arrays: dict[str, np.ndarray]) -> int:
     return sum(int(a.nbytes) for name, a in arrays.items() if name != "header")
 
 
-def _expect(cond: bool, path: Path, what: str) -> None:
-    if not cond:
-        raise ModelFileError(f"{path}: {what}; rebuild it with `dvc repro`")
-
-
-def _section(header: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
-    """The header's object ``name``, checked."""
-    section = header.get(name)
-    if not isinstance(section, dict):
-        raise ModelFileError(f"{path}: header has no {name} section; rebuild it with `dvc repro`")
-    return section
-
-
-def _int_field(value: Any, path: Path, what: str, lo: int, hi: int | None = None) -> int:
-    """``value`` if it is an integer from ``lo`` to ``hi``, else the error ``what``."""
-    ok = type(value) is int and value >= lo and (hi is None or value <= hi)
-    if not ok:
-        raise ModelFileError(f"{path}: {what}; rebuild it with `dvc repro`")
-    return int(value)
-
-
 def _bits(value: Any, path: Path) -> int:
-    return _int_field(
+    return int_field(
         value, path, f"bits {value!r} not in {MIN_BITS}-{MAX_BITS}", MIN_BITS, MAX_BITS
     )
-
-
-def _member(arrays: dict[str, np.ndarray], name: str, dtype: str, shape: tuple, path: Path):
-    array = arrays[name]
-    _expect(
-        array.dtype == np.dtype(dtype) and array.shape == shape,
-        path,
-        f"member '{name}' is {array.dtype}{list(array.shape)}, expected "
-        f"{np.dtype(dtype)}{list(shape)}",
-    )
-    return array
-
-
-def _read_header(arrays: dict[str, np.ndarray], path: Path) -> dict[str, Any]:
-    """The JSON object in a file's ``header`` member (UTF-8 bytes), checked."""
-    _expect("header" in arrays, path, "no header: not a quantpipe model file")
-    raw = arrays["header"]
-    _expect(raw.dtype == np.uint8 and raw.ndim == 1, path, "header is not UTF-8 JSON bytes")
-    try:
-        header = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ModelFileError(
-            f"{path}: header is not valid JSON; rebuild it with `dvc repro`"
-        ) from None
-    _expect(isinstance(header, dict), path, "header is not a JSON object")
-    return header
 
 
 def model_from_arrays(arrays: dict[str, np.ndarray], path: str | Path) -> Model:
@@ -321,50 +268,50 @@ def model_from_arrays(arrays: dict[str, np.ndarray], path: str | Path) -> Model:
         format or version, or a value is not finite.
     """
     path = Path(path)
-    header = _read_header(arrays, path)
-    _expect(header.get("format") == FORMAT, path, f"format is not '{FORMAT}'")
+    header = read_header(arrays, path)
+    expect(header.get("format") == FORMAT, path, f"format is not '{FORMAT}'")
     version = header.get("format_version")
     if version != FORMAT_VERSION:
         raise ModelFileError(
             f"{path}: format version {version!r} is unknown; this quantpipe reads version "
             f"{FORMAT_VERSION}: rebuild the model with `dvc repro` or upgrade quantpipe"
         )
-    n = _int_field(header.get("n_features"), path, "header has no valid n_features", 1)
+    n = int_field(header.get("n_features"), path, "header has no valid n_features", 1)
     kind = header.get("kind")
     variant = str(header.get("variant"))
     if kind == "integer":
         return _integer_model(arrays, header, n, variant, path)
     intercept_dtype = "<f8"
     if kind == "float":
-        _expect(set(arrays) == _FLOAT_MEMBERS, path, f"members are {sorted(arrays)}")
-        weights = _member(arrays, "coef", "<f8", (n,), path).astype(np.float64)
+        expect(set(arrays) == _FLOAT_MEMBERS, path, f"members are {sorted(arrays)}")
+        weights = member(arrays, "coef", "<f8", (n,), path).astype(np.float64)
         bits = 64
     elif kind == "cast":
-        _expect(set(arrays) == _FLOAT_MEMBERS, path, f"members are {sorted(arrays)}")
-        dtype = str(_section(header, "cast", path).get("dtype"))
-        _expect(dtype in CAST_STORAGE, path, f"cast dtype {dtype!r} is unknown")
+        expect(set(arrays) == _FLOAT_MEMBERS, path, f"members are {sorted(arrays)}")
+        dtype = str(section(header, "cast", path).get("dtype"))
+        expect(dtype in CAST_STORAGE, path, f"cast dtype {dtype!r} is unknown")
         intercept_dtype, bits = CAST_STORAGE[dtype]
-        stored = _member(arrays, "coef", intercept_dtype, (n,), path)
+        stored = member(arrays, "coef", intercept_dtype, (n,), path)
         weights = from_bfloat16_bits(stored) if dtype == "bfloat16" else stored.astype(np.float64)
     elif kind == "quantized":
-        _expect(set(arrays) == _QUANT_MEMBERS, path, f"members are {sorted(arrays)}")
-        bits = _bits(_section(header, "quantization", path).get("bits"), path)
+        expect(set(arrays) == _QUANT_MEMBERS, path, f"members are {sorted(arrays)}")
+        bits = _bits(section(header, "quantization", path).get("bits"), path)
         cdt = code_dtype(bits).str
-        codes = unpack_codes(_member(arrays, "codes", "u1", (-(-n * bits // 8),), path), bits, n)
-        scale = _member(arrays, "scale", SCALE_DTYPE.str, (n,), path)
+        codes = unpack_codes(member(arrays, "codes", "u1", (-(-n * bits // 8),), path), bits, n)
+        scale = member(arrays, "scale", SCALE_DTYPE.str, (n,), path)
         k = arrays["zero_point"].shape[:1]
-        _expect(k in ((1,), (n,)), path, "zero_point must have 1 or n_features entries")
-        zero_point = _member(arrays, "zero_point", cdt, k, path)
-        _expect(int(zero_point.max()) < 2**bits, path, f"a zero point exceeds {bits} bits")
+        expect(k in ((1,), (n,)), path, "zero_point must have 1 or n_features entries")
+        zero_point = member(arrays, "zero_point", cdt, k, path)
+        expect(int(zero_point.max()) < 2**bits, path, f"a zero point exceeds {bits} bits")
         weights = dequantize_codes(codes, scale, zero_point)
     else:
         raise ModelFileError(f"{path}: unknown model kind {kind!r}; rebuild it with `dvc repro`")
-    stored_intercept = _member(arrays, "intercept", intercept_dtype, (1,), path)
+    stored_intercept = member(arrays, "intercept", intercept_dtype, (1,), path)
     if kind == "cast" and header["cast"]["dtype"] == "bfloat16":
         intercept = float(from_bfloat16_bits(stored_intercept)[0])
     else:
         intercept = float(stored_intercept[0])
-    _expect(
+    expect(
         bool(np.all(np.isfinite(weights))) and bool(np.isfinite(intercept)),
         path,
         "parameters are not finite",
@@ -382,20 +329,20 @@ def model_from_arrays(arrays: dict[str, np.ndarray], path: str | Path) -> Model:
 def _integer_model(
     arrays: dict[str, np.ndarray], header: dict[str, Any], n: int, variant: str, path: Path
 ) -> IntegerModel:
-    _expect(set(arrays) == _INT_MEMBERS, path, f"members are {sorted(arrays)}")
-    bits = _bits(_section(header, "integer", path).get("bits"), path)
+    expect(set(arrays) == _INT_MEMBERS, path, f"members are {sorted(arrays)}")
+    bits = _bits(section(header, "integer", path).get("bits"), path)
     weight_dtype = "i1" if bits <= 8 else "<i2"
     model = IntegerLinear(
-        weight_codes=_member(arrays, "weight_codes", weight_dtype, (n,), path),
-        output_scale=float(_member(arrays, "output_scale", "<f8", (1,), path)[0]),
-        bias_code=int(_member(arrays, "bias_code", "<i8", (1,), path)[0]),
-        input_lo=_member(arrays, "input_lo", "<f8", (n,), path),
-        input_scale=_member(arrays, "input_scale", "<f8", (n,), path),
+        weight_codes=member(arrays, "weight_codes", weight_dtype, (n,), path),
+        output_scale=float(member(arrays, "output_scale", "<f8", (1,), path)[0]),
+        bias_code=int(member(arrays, "bias_code", "<i8", (1,), path)[0]),
+        input_lo=member(arrays, "input_lo", "<f8", (n,), path),
+        input_scale=member(arrays, "input_scale", "<f8", (n,), path),
         bits=bits,
     )
     finite = [model.output_scale, *model.input_lo, *model.input_scale]
-    _expect(bool(np.all(np.isfinite(finite))), path, "parameters are not finite")
-    _expect(bool(np.all(model.input_scale > 0)), path, "input scales must be > 0")
+    expect(bool(np.all(np.isfinite(finite))), path, "parameters are not finite")
+    expect(bool(np.all(model.input_scale > 0)), path, "input scales must be > 0")
     return IntegerModel(
         variant=variant, model=model, header=header, param_bytes=param_bytes(arrays), bits=bits
     )
@@ -437,58 +384,3 @@ def load_model(path: str | Path) -> Model:
 
 
 # -- the drift reference ---------------------------------------------------------------------
-
-REFERENCE_FORMAT = "quantpipe-reference"
-_REFERENCE_MEMBERS = {"header", "edges", "expected", "quantiles", "cdf_at", "cdf_below"}
-
-
-def save_reference(path: str | Path, reference: Reference) -> None:
-    """Write a drift :class:`~quantpipe.drift.Reference` as ``.npz``, atomically."""
-    header = {
-        "format": REFERENCE_FORMAT,
-        "format_version": FORMAT_VERSION,
-        "feature_names": list(reference.feature_names),
-        "bins": reference.bins,
-    }
-    save_npz(
-        path,
-        {
-            "header": _header_array(header),
-            "edges": reference.edges,
-            "expected": reference.expected,
-            "quantiles": reference.quantiles,
-            "cdf_at": reference.cdf_at,
-            "cdf_below": reference.cdf_below,
-        },
-    )
-
-
-def load_reference(path: str | Path) -> Reference:
-    """Read a drift reference written by :func:`save_reference`.
-
-    Raises
-    ------
-    ModelFileError
-        If the file is missing, corrupt or not a reference of a known version.
-    """
-    path = Path(path)
-    arrays = load_npz(path, ModelFileError)
-    _expect(set(arrays) == _REFERENCE_MEMBERS, path, f"members are {sorted(arrays)}")
-    header = _read_header(arrays, path)
-    _expect(
-        header.get("format") == REFERENCE_FORMAT and header.get("format_version") == FORMAT_VERSION,
-        path,
-        f"not a {REFERENCE_FORMAT} file of version {FORMAT_VERSION}",
-    )
-    names = tuple(header.get("feature_names", ()))
-    n = len(names)
-    _expect(n > 0, path, "header has no valid bins")
-    bins = _int_field(header.get("bins"), path, "header has no valid bins", 2)
-    return Reference(
-        feature_names=names,
-        edges=_member(arrays, "edges", "<f8", (n, bins - 1), path),
-        expected=_member(arrays, "expected", "<f8", (n, bins), path),
-        quantiles=_member(arrays, "quantiles", "<f8", (n, N_QUANTILES), path),
-        cdf_at=_member(arrays, "cdf_at", "<f8", (n, N_QUANTILES), path),
-        cdf_below=_member(arrays, "cdf_below", "<f8", (n, N_QUANTILES), path),
-    )

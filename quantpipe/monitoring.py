@@ -26,17 +26,13 @@ import numpy as np
 from quantpipe import cli, exact, paths
 from quantpipe.data import TARGET_NAME, load_dataset
 from quantpipe.drift import Reference, bin_shares, build_reference, feature_drift
-from quantpipe.errors import DataError, QuantpipeError
+from quantpipe.errors import DataError, DriftAlert
 from quantpipe.io import write_json, write_text
 from quantpipe.metrics import accuracy
 from quantpipe.params import MonitorParams, load_params
 from quantpipe.registry import ModelRegistry
 
 log = logging.getLogger("quantpipe.monitor")
-
-
-class DriftAlert(QuantpipeError):
-    """The batch drifted past a threshold."""
 
 
 def read_batch_csv(path: Path, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:

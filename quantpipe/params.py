@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from quantpipe import paths
+from quantpipe import paths, variants
 from quantpipe.errors import ParamsError
 from quantpipe.quant.casts import CASTS
 from quantpipe.quant.codes import MAX_BITS, MIN_BITS
@@ -269,6 +269,21 @@ def validate_bits(
     return tuple(value)
 
 
+def check_bits_flag(bits: int, flag: str = "--bits") -> int:
+    """A code width given on the command line, 2 to 16.
+
+    Raises
+    ------
+    ParamsError
+        Naming the flag and the allowed range.
+    """
+    if not MIN_BITS <= bits <= MAX_BITS:
+        raise ParamsError(
+            f"{flag} {bits} is not allowed; use an integer from {MIN_BITS} to {MAX_BITS}"
+        )
+    return bits
+
+
 def _non_negative(value: Any, where: str, strictly: bool = False) -> float:
     ok = (
         isinstance(value, int | float)
@@ -286,7 +301,7 @@ def _validate_gate(raw: Any) -> GateParams:
     gate = _mapping(raw, "gate")
     budgets = []
     for variant, limits in gate.items():
-        if not isinstance(variant, str) or not paths.DERIVED_VARIANT.fullmatch(variant):
+        if not isinstance(variant, str) or not variants.DERIVED_VARIANT.fullmatch(variant):
             raise ParamsError(
                 f"params.yaml: gate has key {variant!r}; use variant names such as q8, q8i, float16"
             )

@@ -3,10 +3,9 @@
 ``dvc.yaml`` names the same paths as each stage's deps and outs; keep the two in step.
 """
 
-import re
 from pathlib import Path
 
-from quantpipe.quant.casts import CASTS
+from quantpipe.variants import variant_name
 
 PARAMS = Path("params.yaml")
 
@@ -26,21 +25,6 @@ PREDICTIONS_PLOT = Path("metrics/plots/predictions.csv")
 REFERENCE = Path("models/reference.npz")
 MONITOR_REPORT = Path("metrics/monitor/report.json")
 MONITOR_PLOT = Path("metrics/monitor/drift.csv")
-
-FLOAT_VARIANT = "fp64"
-#: Names of the derived variants: q{bits}, q{bits}i (integer-only), and the float casts.
-#: Groups: 1 the width of a quantized variant, 2 "i" for an integer-only one.
-DERIVED_VARIANT = re.compile(r"q(\d+)(i?)|" + "|".join(CASTS))
-
-
-def variant_name(bits: int) -> str:
-    """Name of the quantized variant of a width: ``q8`` for 8 bits."""
-    return f"q{bits}"
-
-
-def integer_variant_name(bits: int) -> str:
-    """Name of the integer-only variant of a width: ``q8i`` for 8 bits."""
-    return f"q{bits}i"
 
 
 def variant_path(variant: str, directory: Path = QUANTIZED_DIR) -> Path:

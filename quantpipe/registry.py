@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from quantpipe.errors import ModelFileError, QuantpipeError
+from quantpipe.errors import InputError, ModelFileError, UnknownModelError
 from quantpipe.modelfile import Model, load_model
-from quantpipe.paths import DERIVED_VARIANT
 from quantpipe.quant.casts import CASTS
+from quantpipe.variants import DERIVED_VARIANT
 
 
 def _order(match: re.Match) -> tuple[int, int]:
@@ -28,14 +28,6 @@ def _order(match: re.Match) -> tuple[int, int]:
     if match.group(1) is not None:
         return (1 if match.group(2) else 0, int(match.group(1)))
     return (2, CASTS.index(match.group(0)))
-
-
-class UnknownModelError(QuantpipeError):
-    """A model name that the registry does not hold."""
-
-
-class InputError(QuantpipeError):
-    """Rows to predict that are not what the model takes."""
 
 
 def check_features(X: np.ndarray, n_features: int) -> np.ndarray:

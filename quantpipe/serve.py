@@ -47,9 +47,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from quantpipe import __version__, cli
-from quantpipe.drift import Reference, feature_drift
-from quantpipe.errors import QuantpipeError
-from quantpipe.modelfile import load_reference
+from quantpipe.drift import Reference, feature_drift, load_reference
+from quantpipe.errors import QuantpipeError, RequestError
 from quantpipe.registry import ModelRegistry
 
 log = logging.getLogger("quantpipe.serve")
@@ -70,15 +69,6 @@ ENV_DRIFT_WINDOW = "QUANTPIPE_DRIFT_WINDOW"
 DEFAULT_DRIFT_WINDOW = 10_000
 # prometheus_client's multiprocess mode: every worker writes its samples here.
 ENV_PROMETHEUS_DIR = "PROMETHEUS_MULTIPROC_DIR"
-
-
-class RequestError(Exception):
-    """A request the server refuses, with the HTTP status to answer."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def _json(data: Any, status: int = 200) -> Response:

@@ -37,6 +37,7 @@ from quantpipe.lockfile import tidy_lockfile
 from quantpipe.metrics import compare, fidelity_points, markdown_table, predictions_csv
 from quantpipe.modelfile import load_model
 from quantpipe.params import load_params
+from quantpipe.variants import FLOAT_VARIANT
 
 log = logging.getLogger("quantpipe.evaluate")
 
@@ -54,7 +55,7 @@ def _body(args: argparse.Namespace) -> None:
     float_model = load_model(args.model)
     reference = float_model.predict(test.X)
     reports, predictions = {}, {}
-    reports[paths.FLOAT_VARIANT], predictions[paths.FLOAT_VARIANT] = evaluate_model(
+    reports[FLOAT_VARIANT], predictions[FLOAT_VARIANT] = evaluate_model(
         float_model, test.X, test.y, None, args.model.stat().st_size
     )
     for variant in variants:

@@ -15,11 +15,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from quantpipe import cli, paths
+from quantpipe import cli, paths, variants
 from quantpipe.data import load_dataset
 from quantpipe.errors import ParamsError
 from quantpipe.modelfile import integer_model_arrays, load_float_model, param_bytes, save_model
-from quantpipe.params import load_params
+from quantpipe.params import check_bits_flag, load_params
 from quantpipe.quant.integer import quantize_integer
 
 log = logging.getLogger("quantpipe.integer")
@@ -27,7 +27,7 @@ log = logging.getLogger("quantpipe.integer")
 
 def _body(args: argparse.Namespace) -> None:
     params = load_params(args.params)
-    bits = cli.check_bits(args.bits)
+    bits = check_bits_flag(args.bits)
     model = load_float_model(args.model)
     train = load_dataset(args.train)
     ip = params.integer
@@ -42,7 +42,7 @@ def _body(args: argparse.Namespace) -> None:
         )
     except ValueError as exc:
         raise ParamsError(f"integer.bits: {exc}") from None
-    variant = paths.integer_variant_name(bits)
+    variant = variants.integer_variant_name(bits)
     arrays = integer_model_arrays(
         integer,
         variant,

@@ -15,11 +15,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from quantpipe import cli, paths
+from quantpipe import cli, paths, variants
 from quantpipe.data import load_dataset
 from quantpipe.errors import DataError
 from quantpipe.modelfile import load_float_model, param_bytes, quantized_model_arrays, save_model
-from quantpipe.params import load_params
+from quantpipe.params import check_bits_flag, load_params
 from quantpipe.quant.linear import feature_stats, quantize_linear
 
 log = logging.getLogger("quantpipe.quantize")
@@ -27,7 +27,7 @@ log = logging.getLogger("quantpipe.quantize")
 
 def _body(args: argparse.Namespace) -> None:
     params = load_params(args.params)
-    bits = cli.check_bits(args.bits)
+    bits = check_bits_flag(args.bits)
     qp = params.quantize
     model = load_float_model(args.model)
     train = load_dataset(args.train)
@@ -50,7 +50,7 @@ def _body(args: argparse.Namespace) -> None:
         rounding=qp.rounding,
         cov=cov,
     )
-    variant = paths.variant_name(bits)
+    variant = variants.variant_name(bits)
     arrays = quantized_model_arrays(
         quantized,
         variant,

@@ -15,8 +15,7 @@ from pathlib import Path
 
 from quantpipe import cli, paths
 from quantpipe.data import load_dataset
-from quantpipe.drift import build_reference
-from quantpipe.modelfile import save_reference
+from quantpipe.drift import build_reference, save_reference
 from quantpipe.params import load_params
 
 log = logging.getLogger("quantpipe.reference")

@@ -11,9 +11,15 @@ from scipy.stats import ks_2samp
 
 from quantpipe import monitoring as monitor
 from quantpipe.data import FEATURE_NAMES, fetch_dataset, split_dataset
-from quantpipe.drift import bin_shares, build_reference, feature_drift, psi
+from quantpipe.drift import (
+    bin_shares,
+    build_reference,
+    feature_drift,
+    load_reference,
+    psi,
+    save_reference,
+)
 from quantpipe.errors import ModelFileError
-from quantpipe.modelfile import load_reference, save_reference
 from quantpipe.params import MonitorParams
 from quantpipe.registry import ModelRegistry
 from quantpipe.serve import DriftWindow

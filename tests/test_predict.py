@@ -13,8 +13,8 @@ from numpy.testing import assert_array_equal
 
 from quantpipe import batch as predict
 from quantpipe.data import FEATURE_NAMES
-from quantpipe.errors import ModelFileError
-from quantpipe.registry import InputError, ModelRegistry, UnknownModelError, check_features
+from quantpipe.errors import InputError, ModelFileError, UnknownModelError
+from quantpipe.registry import ModelRegistry, check_features
 from tests.conftest import REPO_ROOT
 from tests.models import rows, write_models
 

@@ -446,8 +446,7 @@ def test_no_infer_body_gets_a_5xx(server, body, header_length):
 
 
 def test_drift_gauges_follow_the_recent_inputs(models, tmp_path):
-    from quantpipe.drift import build_reference
-    from quantpipe.modelfile import save_reference
+    from quantpipe.drift import build_reference, save_reference
 
     served = tmp_path / "models"
     shutil.copytree(models, served)
