@@ -26,7 +26,7 @@ log = logging.getLogger("quantpipe")
 #: The ``quantpipe`` commands and the module whose ``main()`` each runs.
 COMMANDS = {
     "predict": "quantpipe.batch",
-    "serve": "quantpipe.serve",
+    "serve": "quantpipe.serve.command",
     "gate": "quantpipe.gate",
     "monitor": "quantpipe.monitoring",
 }

@@ -22,7 +22,7 @@ from quantpipe.drift import (
 from quantpipe.errors import ModelFileError
 from quantpipe.params import MonitorParams
 from quantpipe.registry import ModelRegistry
-from quantpipe.serve import DriftWindow
+from quantpipe.serve.telemetry import DriftWindow
 from tests.conftest import REPO_ROOT
 from tests.models import rows, write_models
 

@@ -1,0 +1,221 @@
+"""The Open Inference Protocol's REST messages: parse and validate an infer request, format
+the response. Pure: bytes in, arrays and bytes out, no HTTP, testable in process.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from quantpipe.errors import RequestError
+
+SERVER_NAME = "quantpipe"
+MODEL_VERSION = "1"
+PLATFORM = "quantpipe-linear"
+INPUT_NAME = "input-0"
+OUTPUT_NAME = "predictions"
+HEADER_LENGTH = "inference-header-content-length"
+DTYPES: dict[str, np.dtype] = {"FP64": np.dtype("<f8"), "FP32": np.dtype("<f4")}
+EXTENSIONS = ["binary_tensor_data"]
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    """A parsed, validated infer request.
+
+    Attributes
+    ----------
+    id : str or None
+    X : ndarray of shape (n, n_features), float64
+    binary_output : bool
+        Whether the predictions go back as raw bytes.
+    """
+
+    id: str | None
+    X: np.ndarray
+    binary_output: bool
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    """``repr`` of a client-sent value, cut short so that no error message can be huge."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    """An optional JSON object: absent or null gives {}, anything else must be an object."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RequestError(400, f"{where} must be an object")
+    return value
+
+
+def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    if header_length is None:
+        return body, b""
+    if not header_length.isdigit() or int(header_length) > len(body):
+        raise RequestError(
+            400,
+            f"Inference-Header-Content-Length {_short(header_length)} must be a whole number no "
+            f"larger than the body ({len(body)} bytes)",
+        )
+    n = int(header_length)
+    return body[:n], body[n:]
+
+
+def _has_bool(data: list) -> bool:
+    flat = itertools.chain.from_iterable(x if isinstance(x, list) else [x] for x in data)
+    return bool in map(type, flat)
+
+
+def _tensor_from_json(data: Any, json_part: bytes, where: str) -> np.ndarray:
+    if not isinstance(data, list):
+        raise RequestError(400, f"{where}: 'data' must be a list of numbers")
+    try:
+        array = np.array(data)
+    except ValueError:  # ragged nesting
+        raise RequestError(400, f"{where}: 'data' is ragged: rows of different lengths") from None
+    if array.dtype.kind not in "fiu" or array.dtype == np.bool_:
+        raise RequestError(400, f"{where}: 'data' must hold numbers only")
+    # JSON true/false become 1/0 among numbers; rule them out, scanning only if the bytes occur
+    if (b"true" in json_part or b"false" in json_part) and _has_bool(data):
+        raise RequestError(400, f"{where}: 'data' must hold numbers only, not true/false")
+    return array
+
+
+def parse_infer_request(body: bytes, header_length: str | None, n_features: int) -> InferRequest:
+    """Parse and validate an infer request body.
+
+    Parameters
+    ----------
+    body : bytes
+        The whole request body.
+    header_length : str or None
+        The ``Inference-Header-Content-Length`` header, if sent.
+    n_features : int
+
+    Returns
+    -------
+    InferRequest
+
+    Raises
+    ------
+    RequestError
+        400, naming the problem: malformed JSON, a missing or malformed field, a datatype
+        other than FP64/FP32, a shape other than ``[n, n_features]``, values that are not
+        numbers or not finite, binary data of the wrong size, an unknown output.
+    """
+    json_part, tail = _split_body(body, header_length)
+    try:
+        request = orjson.loads(json_part)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(400, f"malformed JSON: {exc}") from None
+    if not isinstance(request, dict):
+        raise RequestError(400, "the request must be a JSON object with 'inputs'")
+    request_id = request.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise RequestError(400, "'id' must be a string")
+    params = _object(request.get("parameters"), "'parameters'")
+    inputs = request.get("inputs")
+    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
+        raise RequestError(400, f"'inputs' must be a list of one tensor, {INPUT_NAME!r}")
+    tensor = inputs[0]
+    where = f"input {_short(tensor.get('name', INPUT_NAME))}"
+    datatype = tensor.get("datatype")
+    if not isinstance(datatype, str) or datatype not in DTYPES:
+        raise RequestError(
+            400, f"{where}: datatype {_short(datatype)} is not supported; use FP64 or FP32"
+        )
+    shape = tensor.get("shape")
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 2
+        or not all(type(d) is int for d in shape)
+        or shape[0] < 1
+        or shape[1] != n_features
+    ):
+        raise RequestError(
+            400, f"{where}: shape {_short(shape)} is not allowed; use [n, {n_features}] with n >= 1"
+        )
+    n = shape[0]
+    dtype = DTYPES[datatype]
+    tparams = _object(tensor.get("parameters"), f"{where}: 'parameters'")
+    size = tparams.get("binary_data_size")
+    if size is not None:
+        expected = n * n_features * dtype.itemsize
+        if type(size) is not int or size != expected or len(tail) != size:
+            raise RequestError(
+                400,
+                f"{where}: binary_data_size {_short(size)} with {len(tail)} bytes after the JSON "
+                f"header; shape {shape} of {datatype} needs exactly {expected}",
+            )
+        X = np.frombuffer(tail, dtype=dtype).reshape(n, n_features)
+    else:
+        if tail:
+            raise RequestError(400, f"{where}: bytes after the JSON header but no binary_data_size")
+        if "data" not in tensor:
+            raise RequestError(400, f"{where}: no 'data' and no binary_data_size")
+        array = _tensor_from_json(tensor["data"], json_part, where)
+        if array.size != n * n_features or array.shape not in ((n * n_features,), (n, n_features)):
+            raise RequestError(
+                400,
+                f"{where}: 'data' has shape {list(array.shape)}, which does not match shape "
+                f"{shape}",
+            )
+        with np.errstate(over="ignore"):  # FP32 overflow becomes inf, refused just below
+            X = array.astype(dtype).reshape(n, n_features)
+    X = X.astype(np.float64)
+    if not np.isfinite(X).all():
+        row, col = (int(i) for i in np.argwhere(~np.isfinite(X))[0])
+        raise RequestError(400, f"{where}: row {row}, column {col} is not a finite number")
+    binary = params.get("binary_data_output", False)
+    if type(binary) is not bool:
+        raise RequestError(400, "'parameters.binary_data_output' must be true or false")
+    outputs = request.get("outputs")
+    if outputs is not None:
+        if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
+            raise RequestError(400, "'outputs' must be a list of objects with a 'name'")
+        for output in outputs:
+            if output.get("name") != OUTPUT_NAME:
+                raise RequestError(
+                    400,
+                    f"unknown output {_short(output.get('name'))}; this model has {OUTPUT_NAME!r}",
+                )
+            oparams = _object(output.get("parameters"), "an output's 'parameters'")
+            if type(oparams.get("binary_data", binary)) is not bool:
+                raise RequestError(
+                    400, "an output's 'parameters.binary_data' must be true or false"
+                )
+            binary = oparams.get("binary_data", binary)
+    return InferRequest(id=request_id, X=X, binary_output=binary)
+
+
+def infer_response(
+    model_name: str, request: InferRequest, predictions: np.ndarray
+) -> tuple[bytes, dict[str, str]]:
+    """The response body and headers for predictions of shape (n,)."""
+    output: dict[str, Any] = {"name": OUTPUT_NAME, "shape": [len(predictions)], "datatype": "FP64"}
+    payload = {
+        "model_name": model_name,
+        "model_version": MODEL_VERSION,
+        "id": request.id if request.id is not None else str(uuid.uuid4()),
+        "outputs": [output],
+    }
+    if not request.binary_output:
+        output["data"] = predictions
+        return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), {
+            "content-type": "application/json"
+        }
+    raw = predictions.astype("<f8").tobytes()
+    output["parameters"] = {"binary_data_size": len(raw)}
+    header = orjson.dumps(payload)
+    return header + raw, {
+        "content-type": "application/octet-stream",
+        "inference-header-content-length": str(len(header)),
+    }

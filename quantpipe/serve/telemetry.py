@@ -1,0 +1,123 @@
+"""What the server tells about itself: Prometheus metrics (summed over worker processes when
+there are several) and the drift window of recent inputs, scored against the training data.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from quantpipe.drift import Reference, feature_drift
+
+#: prometheus_client's multiprocess mode: every worker writes its samples here.
+ENV_PROMETHEUS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+class DriftWindow:
+    """The most recent inputs, in a fixed-size ring buffer (memory stays bounded), shared
+    by the request handlers under a lock, and scored against the training reference."""
+
+    def __init__(self, reference: Reference, size: int):
+        self.reference = reference
+        self.buffer = np.empty((size, len(reference.feature_names)))
+        self.seen = 0  # rows ever added; the window holds the last min(seen, size)
+        self.lock = threading.Lock()
+
+    def add(self, X: np.ndarray) -> None:
+        size = self.buffer.shape[0]
+        with self.lock:
+            rows = X[-size:]
+            # global row index g lives at slot g % size, so the oldest row is overwritten first
+            start = (self.seen + len(X) - len(rows)) % size
+            first = min(len(rows), size - start)
+            self.buffer[start : start + first] = rows[:first]
+            self.buffer[: len(rows) - first] = rows[first:]
+            self.seen += len(X)
+
+    def scores(self) -> tuple[int, dict[str, dict[str, float]]]:
+        """Rows in the window and each feature's PSI and KS against the training data."""
+        with self.lock:
+            window = self.buffer[: min(self.seen, self.buffer.shape[0])].copy()
+        if len(window) == 0:
+            return 0, {}
+        return len(window), feature_drift(self.reference, window)
+
+
+class Metrics:
+    """Prometheus metrics of one app, in a registry of their own."""
+
+    def __init__(self, model_names: Sequence[str], drift: DriftWindow | None = None):
+        self.registry = CollectorRegistry()
+        self.models = set(model_names)
+        self.requests = Counter(
+            "quantpipe_requests",
+            "Model requests by model, endpoint and HTTP status.",
+            ["model", "endpoint", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "quantpipe_infer_latency_seconds",
+            "Time to answer an infer request, from its body being read to its response.",
+            ["model"],
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
+            registry=self.registry,
+        )
+        self.rows = Counter(
+            "quantpipe_inferred_rows",
+            "Rows predicted, by model.",
+            ["model"],
+            registry=self.registry,
+        )
+        self.drift = drift
+        if drift is not None:
+            self.window_rows = Gauge(
+                "quantpipe_drift_window_rows",
+                "Recent input rows in the drift window.",
+                registry=self.registry,
+                multiprocess_mode="max",
+            )
+            self.psi = Gauge(
+                "quantpipe_drift_psi",
+                "Population stability index of the recent inputs against the training data.",
+                ["feature"],
+                registry=self.registry,
+                multiprocess_mode="max",
+            )
+            self.ks = Gauge(
+                "quantpipe_drift_ks",
+                "Kolmogorov-Smirnov statistic of the recent inputs against the training data.",
+                ["feature"],
+                registry=self.registry,
+                multiprocess_mode="max",
+            )
+
+    def exposition(self) -> bytes:
+        """The metrics in Prometheus text format, summed over worker processes if several
+        (the drift gauges: the largest worker's)."""
+        if self.drift is not None:
+            rows, scores = self.drift.scores()
+            self.window_rows.set(rows)
+            for feature, stats in scores.items():
+                self.psi.labels(feature).set(stats["psi"])
+                self.ks.labels(feature).set(stats["ks"])
+        if os.environ.get(ENV_PROMETHEUS_DIR):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)
+
+    def count(self, model: str, endpoint: str, status: int) -> None:
+        # unknown names share one label value, so requests cannot grow the label set
+        label = model if model in self.models else "_unknown"
+        self.requests.labels(label, endpoint, str(status)).inc()
