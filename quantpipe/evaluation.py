@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from quantpipe.metrics import accuracy, fidelity
-from quantpipe.modelfile import IntegerModel, Model
+from quantpipe.models import IntegerModel, Model
 from quantpipe.params import Params
 from quantpipe.variants import DERIVED_VARIANT, integer_variant_name, variant_name
 

@@ -27,7 +27,6 @@ it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ import numpy as np
 
 from quantpipe.errors import ModelFileError
 from quantpipe.io import load_npz, save_npz
+from quantpipe.models import IntegerModel, LinearModel, Model
 from quantpipe.npzformat import expect, header_array, int_field, member, read_header, section
 from quantpipe.quant.casts import from_bfloat16_bits
 from quantpipe.quant.codes import (
@@ -46,7 +46,7 @@ from quantpipe.quant.codes import (
     unpack_codes,
 )
 from quantpipe.quant.integer import IntegerLinear
-from quantpipe.quant.linear import SCALE_DTYPE, QuantizedLinear, predict
+from quantpipe.quant.linear import SCALE_DTYPE, QuantizedLinear
 
 FORMAT = "quantpipe-linear"
 FORMAT_VERSION = 1
@@ -55,68 +55,6 @@ _QUANT_MEMBERS = {"header", "codes", "scale", "zero_point", "intercept"}
 _INT_MEMBERS = {"header", "weight_codes", "output_scale", "bias_code", "input_lo", "input_scale"}
 #: How each cast stores its values, and its width in bits.
 CAST_STORAGE = {"float32": ("<f4", 32), "float16": ("<f2", 16), "bfloat16": ("<u2", 16)}
-
-
-@dataclass(frozen=True)
-class LinearModel:
-    """A loaded model, float or quantized, ready to predict.
-
-    Attributes
-    ----------
-    variant : str
-        ``fp64`` or ``q{bits}``.
-    weights : ndarray of shape (n_features,), float64
-        Coefficients (dequantized, for a quantized model).
-    intercept : float
-    header : dict
-        The file's JSON header.
-    param_bytes : int
-        Bytes of the stored parameters at their stored widths (packed codes, scales, zero
-        points, intercept), header excluded.
-    bits : int
-        Width of the stored coefficients: 64 for fp64, the code width, or the cast's width.
-    """
-
-    variant: str
-    weights: np.ndarray
-    intercept: float
-    header: dict[str, Any] = field(repr=False)
-    param_bytes: int
-    bits: int
-
-    def predict(self, X: np.ndarray, threads: int = 1) -> np.ndarray:
-        """Predictions for ``X`` of shape (n_samples, n_features); returns shape (n_samples,).
-
-        ``threads`` > 1 splits a large batch over threads; the result is the same bits."""
-        return predict(X, self.weights, self.intercept, threads=threads)
-
-    def saturated_rows(self, X: np.ndarray) -> int:
-        """Rows whose inputs a float model must clip: none."""
-        return 0
-
-
-@dataclass(frozen=True)
-class IntegerModel:
-    """A loaded integer-only model (:class:`quantpipe.quant.integer.IntegerLinear`)."""
-
-    variant: str
-    model: IntegerLinear
-    header: dict[str, Any] = field(repr=False)
-    param_bytes: int
-    bits: int
-
-    def predict(self, X: np.ndarray, threads: int = 1) -> np.ndarray:
-        """Predictions for ``X`` of shape (n_samples, n_features); returns shape (n_samples,).
-
-        Integer arithmetic runs on one thread (``threads`` is accepted for a common API)."""
-        return self.model.predict(X)
-
-    def saturated_rows(self, X: np.ndarray) -> int:
-        """Rows with a feature outside the calibrated input range (clipped to it)."""
-        return int(self.model.input_codes(X)[1].sum())
-
-
-Model = LinearModel | IntegerModel
 
 
 def _base_header(variant: str, kind: str, feature_names: tuple[str, ...]) -> dict[str, Any]:
@@ -281,36 +219,10 @@ def model_from_arrays(arrays: dict[str, np.ndarray], path: str | Path) -> Model:
     variant = str(header.get("variant"))
     if kind == "integer":
         return _integer_model(arrays, header, n, variant, path)
-    intercept_dtype = "<f8"
-    if kind == "float":
-        expect(set(arrays) == _FLOAT_MEMBERS, path, f"members are {sorted(arrays)}")
-        weights = member(arrays, "coef", "<f8", (n,), path).astype(np.float64)
-        bits = 64
-    elif kind == "cast":
-        expect(set(arrays) == _FLOAT_MEMBERS, path, f"members are {sorted(arrays)}")
-        dtype = str(section(header, "cast", path).get("dtype"))
-        expect(dtype in CAST_STORAGE, path, f"cast dtype {dtype!r} is unknown")
-        intercept_dtype, bits = CAST_STORAGE[dtype]
-        stored = member(arrays, "coef", intercept_dtype, (n,), path)
-        weights = from_bfloat16_bits(stored) if dtype == "bfloat16" else stored.astype(np.float64)
-    elif kind == "quantized":
-        expect(set(arrays) == _QUANT_MEMBERS, path, f"members are {sorted(arrays)}")
-        bits = _bits(section(header, "quantization", path).get("bits"), path)
-        cdt = code_dtype(bits).str
-        codes = unpack_codes(member(arrays, "codes", "u1", (-(-n * bits // 8),), path), bits, n)
-        scale = member(arrays, "scale", SCALE_DTYPE.str, (n,), path)
-        k = arrays["zero_point"].shape[:1]
-        expect(k in ((1,), (n,)), path, "zero_point must have 1 or n_features entries")
-        zero_point = member(arrays, "zero_point", cdt, k, path)
-        expect(int(zero_point.max()) < 2**bits, path, f"a zero point exceeds {bits} bits")
-        weights = dequantize_codes(codes, scale, zero_point)
-    else:
+    reader = _LINEAR_READERS.get(str(kind))
+    if reader is None:
         raise ModelFileError(f"{path}: unknown model kind {kind!r}; rebuild it with `dvc repro`")
-    stored_intercept = member(arrays, "intercept", intercept_dtype, (1,), path)
-    if kind == "cast" and header["cast"]["dtype"] == "bfloat16":
-        intercept = float(from_bfloat16_bits(stored_intercept)[0])
-    else:
-        intercept = float(stored_intercept[0])
+    weights, intercept, bits = reader(arrays, header, n, path)
     expect(
         bool(np.all(np.isfinite(weights))) and bool(np.isfinite(intercept)),
         path,
@@ -324,6 +236,52 @@ def model_from_arrays(arrays: dict[str, np.ndarray], path: str | Path) -> Model:
         param_bytes=param_bytes(arrays),
         bits=bits,
     )
+
+
+_Parameters = tuple[np.ndarray, float, int]
+
+
+def _float_params(arrays: dict[str, np.ndarray], header: dict, n: int, path: Path) -> _Parameters:
+    """Weights, intercept and width of a float model file."""
+    expect(set(arrays) == _FLOAT_MEMBERS, path, f"members are {sorted(arrays)}")
+    weights = member(arrays, "coef", "<f8", (n,), path).astype(np.float64)
+    return weights, float(member(arrays, "intercept", "<f8", (1,), path)[0]), 64
+
+
+def _cast_params(arrays: dict[str, np.ndarray], header: dict, n: int, path: Path) -> _Parameters:
+    """Weights, intercept and width of a cast model file, decoded to float64."""
+    expect(set(arrays) == _FLOAT_MEMBERS, path, f"members are {sorted(arrays)}")
+    dtype = str(section(header, "cast", path).get("dtype"))
+    expect(dtype in CAST_STORAGE, path, f"cast dtype {dtype!r} is unknown")
+    storage, bits = CAST_STORAGE[dtype]
+
+    def decode(stored: np.ndarray) -> np.ndarray:
+        return from_bfloat16_bits(stored) if dtype == "bfloat16" else stored.astype(np.float64)
+
+    weights = decode(member(arrays, "coef", storage, (n,), path))
+    intercept = float(decode(member(arrays, "intercept", storage, (1,), path))[0])
+    return weights, intercept, bits
+
+
+def _quantized_params(
+    arrays: dict[str, np.ndarray], header: dict, n: int, path: Path
+) -> _Parameters:
+    """Dequantized weights, intercept and code width of a quantized model file."""
+    expect(set(arrays) == _QUANT_MEMBERS, path, f"members are {sorted(arrays)}")
+    bits = _bits(section(header, "quantization", path).get("bits"), path)
+    cdt = code_dtype(bits).str
+    codes = unpack_codes(member(arrays, "codes", "u1", (-(-n * bits // 8),), path), bits, n)
+    scale = member(arrays, "scale", SCALE_DTYPE.str, (n,), path)
+    k = arrays["zero_point"].shape[:1]
+    expect(k in ((1,), (n,)), path, "zero_point must have 1 or n_features entries")
+    zero_point = member(arrays, "zero_point", cdt, k, path)
+    expect(int(zero_point.max()) < 2**bits, path, f"a zero point exceeds {bits} bits")
+    weights = dequantize_codes(codes, scale, zero_point)
+    return weights, float(member(arrays, "intercept", "<f8", (1,), path)[0]), bits
+
+
+#: The reader of each kind of linear model file (the integer kind has its own model class).
+_LINEAR_READERS = {"float": _float_params, "cast": _cast_params, "quantized": _quantized_params}
 
 
 def _integer_model(

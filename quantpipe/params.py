@@ -7,9 +7,7 @@ otherwise be skipped as "up to date" without a word.
 
 from __future__ import annotations
 
-import difflib
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,17 @@ import yaml
 from quantpipe import paths, variants
 from quantpipe.errors import ParamsError
 from quantpipe.quant.casts import CASTS
-from quantpipe.quant.codes import MAX_BITS, MIN_BITS
+from quantpipe.validate import (
+    check_keys,
+    choice,
+    distinct_choices,
+    fix_for,
+    flag,
+    is_int,
+    mapping,
+    non_negative,
+    validate_bits,
+)
 
 SCHEMES = ("symmetric", "asymmetric")
 GRANULARITIES = ("per-tensor", "per-channel")
@@ -185,140 +193,27 @@ class Params:
     monitor: MonitorParams
 
 
-def _check_keys(section: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
-    for key in section:
-        if key not in allowed:
-            name = f"{where}.{key}" if where else str(key)
-            hint = difflib.get_close_matches(str(key), allowed, n=1)
-            fix = f"did you mean '{hint[0]}'?" if hint else "allowed keys: " + ", ".join(allowed)
-            raise ParamsError(f"params.yaml: unknown key '{name}'; {fix}")
-    for key in allowed:
-        if key not in section:
-            name = f"{where}.{key}" if where else key
-            raise ParamsError(f"params.yaml: missing key '{name}'; add it (see the README)")
-
-
-def _mapping(value: Any, where: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ParamsError(f"params.yaml: '{where}' must be a mapping of keys to values")
-    return value
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _choice(value: Any, allowed: tuple[str, ...], where: str) -> str:
-    if value not in allowed:
-        raise ParamsError(
-            f"params.yaml: {where} = {value!r} is not allowed; use one of: " + ", ".join(allowed)
-        )
-    return value
-
-
-def _flag(value: Any, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise ParamsError(f"params.yaml: {where} = {value!r} is not allowed; use true or false")
-    return value
-
-
-def _distinct_choices(value: Any, allowed: tuple[str, ...], where: str) -> tuple[str, ...]:
-    use = f"a list of distinct values from: {', '.join(allowed)} (may be empty: [])"
-    if not isinstance(value, list) or len(set(map(repr, value))) != len(value):
-        raise ParamsError(f"params.yaml: {where} = {value!r} is not allowed; use {use}")
-    for i, item in enumerate(value):
-        if item not in allowed:
-            raise ParamsError(f"params.yaml: {where}[{i}] = {item!r} is not allowed; use {use}")
-    return tuple(value)
-
-
-def validate_bits(
-    value: Any, where: str = "quantize.bits", allow_empty: bool = False
-) -> tuple[int, ...]:
-    """Validate a list of bit widths.
-
-    Parameters
-    ----------
-    value : Any
-        What ``params.yaml`` holds under ``quantize.bits``.
-    where : str
-        The key to name in error messages.
-
-    Returns
-    -------
-    tuple of int
-        The widths, in the order given.
-
-    Raises
-    ------
-    ParamsError
-        If ``value`` is not a non-empty list of distinct integers from 2 to 16.
-    """
-    allowed = (
-        f"a list of distinct integers from {MIN_BITS} to {MAX_BITS} (may be empty: [])"
-        if allow_empty
-        else f"a non-empty list of distinct integers from {MIN_BITS} to {MAX_BITS}, e.g. [8, 16]"
-    )
-    if not isinstance(value, list) or (not value and not allow_empty):
-        raise ParamsError(f"params.yaml: {where} = {value!r} is not allowed; use {allowed}")
-    for i, bits in enumerate(value):
-        if not _is_int(bits) or not MIN_BITS <= bits <= MAX_BITS:
-            raise ParamsError(f"params.yaml: {where}[{i}] = {bits!r} is not allowed; use {allowed}")
-    if len(set(value)) != len(value):
-        raise ParamsError(f"params.yaml: {where} = {value!r} repeats a width; use {allowed}")
-    return tuple(value)
-
-
-def check_bits_flag(bits: int, flag: str = "--bits") -> int:
-    """A code width given on the command line, 2 to 16.
-
-    Raises
-    ------
-    ParamsError
-        Naming the flag and the allowed range.
-    """
-    if not MIN_BITS <= bits <= MAX_BITS:
-        raise ParamsError(
-            f"{flag} {bits} is not allowed; use an integer from {MIN_BITS} to {MAX_BITS}"
-        )
-    return bits
-
-
-def _non_negative(value: Any, where: str, strictly: bool = False) -> float:
-    ok = (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and (value > 0 if strictly else value >= 0)
-    )
-    if not ok:
-        kind = "a number > 0" if strictly else "a number >= 0"
-        raise ParamsError(f"params.yaml: {where} = {value!r} is not allowed; use {kind}")
-    return float(value)
-
-
 def _validate_gate(raw: Any) -> GateParams:
-    gate = _mapping(raw, "gate")
+    gate = mapping(raw, "gate")
     budgets = []
     for variant, limits in gate.items():
         if not isinstance(variant, str) or not variants.DERIVED_VARIANT.fullmatch(variant):
             raise ParamsError(
                 f"params.yaml: gate has key {variant!r}; use variant names such as q8, q8i, float16"
             )
-        limits = _mapping(limits, f"gate.{variant}")
+        limits = mapping(limits, f"gate.{variant}")
         if not limits:
             raise ParamsError(
                 f"params.yaml: gate.{variant} is empty; give some of: {', '.join(GATE_LIMITS)}"
             )
         for key in limits:
             if key not in GATE_LIMITS:
-                hint = difflib.get_close_matches(str(key), GATE_LIMITS, n=1)
-                fix = f"did you mean '{hint[0]}'?" if hint else "allowed: " + ", ".join(GATE_LIMITS)
+                fix = fix_for(key, GATE_LIMITS, "allowed")
                 raise ParamsError(f"params.yaml: unknown key 'gate.{variant}.{key}'; {fix}")
         checked = tuple(
             (
                 key,
-                _non_negative(limits[key], f"gate.{variant}.{key}", strictly=key != "max_r2_drop"),
+                non_negative(limits[key], f"gate.{variant}.{key}", strictly=key != "max_r2_drop"),
             )
             for key in GATE_LIMITS
             if key in limits
@@ -328,8 +223,8 @@ def _validate_gate(raw: Any) -> GateParams:
 
 
 def _validate_monitor(raw: Any) -> MonitorParams:
-    mon = _mapping(raw, "monitor")
-    _check_keys(mon, ("batch", "bins", "psi_alert", "ks_alert", "missing_alert"), "monitor")
+    mon = mapping(raw, "monitor")
+    check_keys(mon, ("batch", "bins", "psi_alert", "ks_alert", "missing_alert"), "monitor")
     batch = mon["batch"]
     if not isinstance(batch, str) or not batch.endswith((".csv", ".npz")):
         raise ParamsError(
@@ -337,16 +232,16 @@ def _validate_monitor(raw: Any) -> MonitorParams:
             "or .npz file, e.g. data/split/test.npz"
         )
     bins = mon["bins"]
-    if not _is_int(bins) or not 2 <= bins <= 100:
+    if not is_int(bins) or not 2 <= bins <= 100:
         raise ParamsError(
             f"params.yaml: monitor.bins = {bins!r} is not allowed; use an integer from 2 to 100"
         )
     return MonitorParams(
         batch=batch,
         bins=bins,
-        psi_alert=_non_negative(mon["psi_alert"], "monitor.psi_alert", strictly=True),
-        ks_alert=_non_negative(mon["ks_alert"], "monitor.ks_alert", strictly=True),
-        missing_alert=_non_negative(mon["missing_alert"], "monitor.missing_alert"),
+        psi_alert=non_negative(mon["psi_alert"], "monitor.psi_alert", strictly=True),
+        ks_alert=non_negative(mon["ks_alert"], "monitor.ks_alert", strictly=True),
+        missing_alert=non_negative(mon["missing_alert"], "monitor.missing_alert"),
     )
 
 
@@ -368,13 +263,44 @@ def validate_params(raw: Any) -> Params:
     ParamsError
         On the first problem found, with a message naming the key and the allowed values.
     """
-    top = _mapping(raw, "the top level")
-    _check_keys(top, ("data", "quantize", "integer", "gate", "monitor"), "")
+    top = mapping(raw, "the top level")
+    check_keys(top, ("data", "quantize", "integer", "gate", "monitor"), "")
+    data = _validate_data(top["data"])
+    quant = mapping(top["quantize"], "quantize")
+    check_keys(
+        quant,
+        ("bits", "scheme", "granularity", "standardize", "bias_correction", "rounding", "casts"),
+        "quantize",
+    )
+    integer = mapping(top["integer"], "integer")
+    check_keys(integer, ("bits", "calibration", "percentile"), "integer")
+    percentile = _percentile(integer["percentile"])
+    return Params(
+        data=data,
+        gate=_validate_gate(top["gate"]),
+        monitor=_validate_monitor(top["monitor"]),
+        quantize=QuantizeParams(
+            bits=validate_bits(quant["bits"]),
+            scheme=choice(quant["scheme"], SCHEMES, "quantize.scheme"),
+            granularity=choice(quant["granularity"], GRANULARITIES, "quantize.granularity"),
+            standardize=flag(quant["standardize"], "quantize.standardize"),
+            bias_correction=flag(quant["bias_correction"], "quantize.bias_correction"),
+            rounding=choice(quant["rounding"], ROUNDINGS, "quantize.rounding"),
+            casts=distinct_choices(quant["casts"], CASTS, "quantize.casts"),
+        ),
+        integer=IntegerParams(
+            bits=validate_bits(integer["bits"], "integer.bits", allow_empty=True),
+            calibration=choice(integer["calibration"], CALIBRATIONS, "integer.calibration"),
+            percentile=percentile,
+        ),
+    )
 
-    data = _mapping(top["data"], "data")
-    _check_keys(data, ("seed", "test_size"), "data")
+
+def _validate_data(raw: Any) -> DataParams:
+    data = mapping(raw, "data")
+    check_keys(data, ("seed", "test_size"), "data")
     seed = data["seed"]
-    if not _is_int(seed) or not 0 <= seed < 2**32:
+    if not is_int(seed) or not 0 <= seed < 2**32:
         raise ParamsError(
             f"params.yaml: data.seed = {seed!r} is not allowed; use an integer from 0 to 2**32 - 1"
         )
@@ -388,44 +314,16 @@ def validate_params(raw: Any) -> Params:
             f"params.yaml: data.test_size = {test_size!r} is not allowed; "
             "use a fraction strictly between 0 and 1, e.g. 0.2"
         )
+    return DataParams(seed=seed, test_size=test_size)
 
-    quant = _mapping(top["quantize"], "quantize")
-    _check_keys(
-        quant,
-        ("bits", "scheme", "granularity", "standardize", "bias_correction", "rounding", "casts"),
-        "quantize",
-    )
-    integer = _mapping(top["integer"], "integer")
-    _check_keys(integer, ("bits", "calibration", "percentile"), "integer")
-    percentile = integer["percentile"]
-    if (
-        not isinstance(percentile, int | float)
-        or isinstance(percentile, bool)
-        or not 50 < percentile <= 100
-    ):
+
+def _percentile(value: Any) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 50 < value <= 100:
         raise ParamsError(
-            f"params.yaml: integer.percentile = {percentile!r} is not allowed; use a number "
+            f"params.yaml: integer.percentile = {value!r} is not allowed; use a number "
             "above 50 and at most 100, e.g. 99.99"
         )
-    return Params(
-        data=DataParams(seed=seed, test_size=test_size),
-        gate=_validate_gate(top["gate"]),
-        monitor=_validate_monitor(top["monitor"]),
-        quantize=QuantizeParams(
-            bits=validate_bits(quant["bits"]),
-            scheme=_choice(quant["scheme"], SCHEMES, "quantize.scheme"),
-            granularity=_choice(quant["granularity"], GRANULARITIES, "quantize.granularity"),
-            standardize=_flag(quant["standardize"], "quantize.standardize"),
-            bias_correction=_flag(quant["bias_correction"], "quantize.bias_correction"),
-            rounding=_choice(quant["rounding"], ROUNDINGS, "quantize.rounding"),
-            casts=_distinct_choices(quant["casts"], CASTS, "quantize.casts"),
-        ),
-        integer=IntegerParams(
-            bits=validate_bits(integer["bits"], "integer.bits", allow_empty=True),
-            calibration=_choice(integer["calibration"], CALIBRATIONS, "integer.calibration"),
-            percentile=float(percentile),
-        ),
-    )
+    return float(value)
 
 
 def load_params(path: str | Path = paths.PARAMS) -> Params:

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from quantpipe.errors import InputError, ModelFileError, UnknownModelError
-from quantpipe.modelfile import Model, load_model
+from quantpipe.modelfile import load_model
+from quantpipe.models import Model
 from quantpipe.quant.casts import CASTS
 from quantpipe.variants import DERIVED_VARIANT
 

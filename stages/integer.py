@@ -19,8 +19,9 @@ from quantpipe import cli, paths, variants
 from quantpipe.data import load_dataset
 from quantpipe.errors import ParamsError
 from quantpipe.modelfile import integer_model_arrays, load_float_model, param_bytes, save_model
-from quantpipe.params import check_bits_flag, load_params
+from quantpipe.params import load_params
 from quantpipe.quant.integer import quantize_integer
+from quantpipe.validate import check_bits_flag
 
 log = logging.getLogger("quantpipe.integer")
 

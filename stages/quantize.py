@@ -19,8 +19,9 @@ from quantpipe import cli, paths, variants
 from quantpipe.data import load_dataset
 from quantpipe.errors import DataError
 from quantpipe.modelfile import load_float_model, param_bytes, quantized_model_arrays, save_model
-from quantpipe.params import check_bits_flag, load_params
+from quantpipe.params import load_params
 from quantpipe.quant.linear import feature_stats, quantize_linear
+from quantpipe.validate import check_bits_flag
 
 log = logging.getLogger("quantpipe.quantize")
 

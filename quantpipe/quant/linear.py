@@ -134,17 +134,7 @@ def quantize_linear(
     ValueError
         On shape mismatches, non-finite inputs, a non-positive ``std`` or bad ``bits``.
     """
-    w = as_finite_vector(coef, "coef")
-    mean = as_finite_vector(mean, "mean")
-    std = as_finite_vector(std, "std")
-    if not mean.shape == std.shape == w.shape:
-        raise ValueError(
-            f"coef, mean and std must have the same shape, got {w.shape}, {mean.shape}, {std.shape}"
-        )
-    if np.any(std <= 0):
-        raise ValueError("std must be > 0 for every feature")
-    if not np.isfinite(intercept):
-        raise ValueError("intercept must be finite")
+    w, mean, std = _checked_inputs(coef, intercept, mean, std)
     fold = std if standardize else np.ones_like(std)
     if rounding == "data-aware" and not per_channel:
         if cov is None:
@@ -175,6 +165,24 @@ def quantize_linear(
         bits=bits,
         step=tensor.scale,
     )
+
+
+def _checked_inputs(
+    coef: np.ndarray, intercept: float, mean: np.ndarray, std: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``coef``, ``mean`` and ``std`` as finite float64 vectors of one length, ``std > 0``."""
+    w = as_finite_vector(coef, "coef")
+    mean = as_finite_vector(mean, "mean")
+    std = as_finite_vector(std, "std")
+    if not mean.shape == std.shape == w.shape:
+        raise ValueError(
+            f"coef, mean and std must have the same shape, got {w.shape}, {mean.shape}, {std.shape}"
+        )
+    if np.any(std <= 0):
+        raise ValueError("std must be > 0 for every feature")
+    if not np.isfinite(intercept):
+        raise ValueError("intercept must be finite")
+    return w, mean, std
 
 
 #: Rows per chunk when a large batch is predicted on several threads.

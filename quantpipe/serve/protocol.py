@@ -112,6 +112,27 @@ def parse_infer_request(body: bytes, header_length: str | None, n_features: int)
         numbers or not finite, binary data of the wrong size, an unknown output.
     """
     json_part, tail = _split_body(body, header_length)
+    request = _request_object(json_part)
+    params = _object(request.get("parameters"), "'parameters'")
+    inputs = request.get("inputs")
+    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
+        raise RequestError(400, f"'inputs' must be a list of one tensor, {INPUT_NAME!r}")
+    tensor = inputs[0]
+    where = f"input {_short(tensor.get('name', INPUT_NAME))}"
+    datatype, n = _datatype_and_rows(tensor, where, n_features)
+    X = _tensor_values(tensor, where, datatype, (n, n_features), json_part, tail)
+    if not np.isfinite(X).all():
+        row, col = (int(i) for i in np.argwhere(~np.isfinite(X))[0])
+        raise RequestError(400, f"{where}: row {row}, column {col} is not a finite number")
+    binary = params.get("binary_data_output", False)
+    if type(binary) is not bool:
+        raise RequestError(400, "'parameters.binary_data_output' must be true or false")
+    binary = _binary_output(request.get("outputs"), binary)
+    return InferRequest(id=request.get("id"), X=X, binary_output=binary)
+
+
+def _request_object(json_part: bytes) -> dict[str, Any]:
+    """The request's JSON object, with a valid ``id`` if it has one."""
     try:
         request = orjson.loads(json_part)
     except orjson.JSONDecodeError as exc:
@@ -121,12 +142,11 @@ def parse_infer_request(body: bytes, header_length: str | None, n_features: int)
     request_id = request.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise RequestError(400, "'id' must be a string")
-    params = _object(request.get("parameters"), "'parameters'")
-    inputs = request.get("inputs")
-    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
-        raise RequestError(400, f"'inputs' must be a list of one tensor, {INPUT_NAME!r}")
-    tensor = inputs[0]
-    where = f"input {_short(tensor.get('name', INPUT_NAME))}"
+    return request
+
+
+def _datatype_and_rows(tensor: dict[str, Any], where: str, n_features: int) -> tuple[str, int]:
+    """The input tensor's datatype and its number of rows, checked."""
     datatype = tensor.get("datatype")
     if not isinstance(datatype, str) or datatype not in DTYPES:
         raise RequestError(
@@ -143,57 +163,62 @@ def parse_infer_request(body: bytes, header_length: str | None, n_features: int)
         raise RequestError(
             400, f"{where}: shape {_short(shape)} is not allowed; use [n, {n_features}] with n >= 1"
         )
-    n = shape[0]
+    return datatype, shape[0]
+
+
+def _tensor_values(
+    tensor: dict[str, Any],
+    where: str,
+    datatype: str,
+    shape: tuple[int, int],
+    json_part: bytes,
+    tail: bytes,
+) -> np.ndarray:
+    """The input's values as float64 of ``shape``: the binary tail, or the JSON ``data``."""
     dtype = DTYPES[datatype]
-    tparams = _object(tensor.get("parameters"), f"{where}: 'parameters'")
-    size = tparams.get("binary_data_size")
+    n, n_features = shape
+    size = _object(tensor.get("parameters"), f"{where}: 'parameters'").get("binary_data_size")
     if size is not None:
         expected = n * n_features * dtype.itemsize
         if type(size) is not int or size != expected or len(tail) != size:
             raise RequestError(
                 400,
                 f"{where}: binary_data_size {_short(size)} with {len(tail)} bytes after the JSON "
-                f"header; shape {shape} of {datatype} needs exactly {expected}",
+                f"header; shape {list(shape)} of {datatype} needs exactly {expected}",
             )
-        X = np.frombuffer(tail, dtype=dtype).reshape(n, n_features)
-    else:
-        if tail:
-            raise RequestError(400, f"{where}: bytes after the JSON header but no binary_data_size")
-        if "data" not in tensor:
-            raise RequestError(400, f"{where}: no 'data' and no binary_data_size")
-        array = _tensor_from_json(tensor["data"], json_part, where)
-        if array.size != n * n_features or array.shape not in ((n * n_features,), (n, n_features)):
+        return np.frombuffer(tail, dtype=dtype).reshape(shape).astype(np.float64)
+    if tail:
+        raise RequestError(400, f"{where}: bytes after the JSON header but no binary_data_size")
+    if "data" not in tensor:
+        raise RequestError(400, f"{where}: no 'data' and no binary_data_size")
+    array = _tensor_from_json(tensor["data"], json_part, where)
+    if array.size != n * n_features or array.shape not in ((n * n_features,), shape):
+        raise RequestError(
+            400,
+            f"{where}: 'data' has shape {list(array.shape)}, which does not match shape "
+            f"{list(shape)}",
+        )
+    with np.errstate(over="ignore"):  # FP32 overflow becomes inf, refused by the caller
+        return array.astype(dtype).reshape(shape).astype(np.float64)
+
+
+def _binary_output(outputs: Any, binary: bool) -> bool:
+    """Whether the predictions go back as raw bytes, after the requested ``outputs``."""
+    if outputs is None:
+        return binary
+    if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
+        raise RequestError(400, "'outputs' must be a list of objects with a 'name'")
+    for output in outputs:
+        if output.get("name") != OUTPUT_NAME:
             raise RequestError(
                 400,
-                f"{where}: 'data' has shape {list(array.shape)}, which does not match shape "
-                f"{shape}",
+                f"unknown output {_short(output.get('name'))}; this model has {OUTPUT_NAME!r}",
             )
-        with np.errstate(over="ignore"):  # FP32 overflow becomes inf, refused just below
-            X = array.astype(dtype).reshape(n, n_features)
-    X = X.astype(np.float64)
-    if not np.isfinite(X).all():
-        row, col = (int(i) for i in np.argwhere(~np.isfinite(X))[0])
-        raise RequestError(400, f"{where}: row {row}, column {col} is not a finite number")
-    binary = params.get("binary_data_output", False)
-    if type(binary) is not bool:
-        raise RequestError(400, "'parameters.binary_data_output' must be true or false")
-    outputs = request.get("outputs")
-    if outputs is not None:
-        if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
-            raise RequestError(400, "'outputs' must be a list of objects with a 'name'")
-        for output in outputs:
-            if output.get("name") != OUTPUT_NAME:
-                raise RequestError(
-                    400,
-                    f"unknown output {_short(output.get('name'))}; this model has {OUTPUT_NAME!r}",
-                )
-            oparams = _object(output.get("parameters"), "an output's 'parameters'")
-            if type(oparams.get("binary_data", binary)) is not bool:
-                raise RequestError(
-                    400, "an output's 'parameters.binary_data' must be true or false"
-                )
-            binary = oparams.get("binary_data", binary)
-    return InferRequest(id=request_id, X=X, binary_output=binary)
+        oparams = _object(output.get("parameters"), "an output's 'parameters'")
+        if type(oparams.get("binary_data", binary)) is not bool:
+            raise RequestError(400, "an output's 'parameters.binary_data' must be true or false")
+        binary = oparams.get("binary_data", binary)
+    return binary
 
 
 def infer_response(

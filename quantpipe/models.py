@@ -1,0 +1,75 @@
+"""A loaded model, ready to predict: a float, quantized or cast linear model, or an
+integer-only one. :mod:`quantpipe.modelfile` reads them from their files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from quantpipe.quant.integer import IntegerLinear
+from quantpipe.quant.linear import predict
+
+
+@dataclass(frozen=True)
+class LinearModel:
+    """A loaded model, float or quantized, ready to predict.
+
+    Attributes
+    ----------
+    variant : str
+        ``fp64`` or ``q{bits}``.
+    weights : ndarray of shape (n_features,), float64
+        Coefficients (dequantized, for a quantized model).
+    intercept : float
+    header : dict
+        The file's JSON header.
+    param_bytes : int
+        Bytes of the stored parameters at their stored widths (packed codes, scales, zero
+        points, intercept), header excluded.
+    bits : int
+        Width of the stored coefficients: 64 for fp64, the code width, or the cast's width.
+    """
+
+    variant: str
+    weights: np.ndarray
+    intercept: float
+    header: dict[str, Any] = field(repr=False)
+    param_bytes: int
+    bits: int
+
+    def predict(self, X: np.ndarray, threads: int = 1) -> np.ndarray:
+        """Predictions for ``X`` of shape (n_samples, n_features); returns shape (n_samples,).
+
+        ``threads`` > 1 splits a large batch over threads; the result is the same bits."""
+        return predict(X, self.weights, self.intercept, threads=threads)
+
+    def saturated_rows(self, X: np.ndarray) -> int:
+        """Rows whose inputs a float model must clip: none."""
+        return 0
+
+
+@dataclass(frozen=True)
+class IntegerModel:
+    """A loaded integer-only model (:class:`quantpipe.quant.integer.IntegerLinear`)."""
+
+    variant: str
+    model: IntegerLinear
+    header: dict[str, Any] = field(repr=False)
+    param_bytes: int
+    bits: int
+
+    def predict(self, X: np.ndarray, threads: int = 1) -> np.ndarray:
+        """Predictions for ``X`` of shape (n_samples, n_features); returns shape (n_samples,).
+
+        Integer arithmetic runs on one thread (``threads`` is accepted for a common API)."""
+        return self.model.predict(X)
+
+    def saturated_rows(self, X: np.ndarray) -> int:
+        """Rows with a feature outside the calibrated input range (clipped to it)."""
+        return int(self.model.input_codes(X)[1].sum())
+
+
+Model = LinearModel | IntegerModel

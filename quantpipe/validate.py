@@ -1,0 +1,136 @@
+"""The checks of single ``params.yaml`` values and of the ``--bits`` flag: each raises one
+:class:`~quantpipe.errors.ParamsError` line that names the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from quantpipe.errors import ParamsError
+from quantpipe.quant.codes import MAX_BITS, MIN_BITS
+
+
+def fix_for(key: Any, allowed: tuple[str, ...], what: str = "allowed keys") -> str:
+    """What to say of an unknown key: the allowed key it is closest to, or all of them."""
+    hint = difflib.get_close_matches(str(key), allowed, n=1)
+    return f"did you mean '{hint[0]}'?" if hint else f"{what}: " + ", ".join(allowed)
+
+
+def check_keys(section: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    """Exactly the keys ``allowed`` in ``section``: the first unknown or missing one is an error."""
+    for key in section:
+        if key not in allowed:
+            name = f"{where}.{key}" if where else str(key)
+            raise ParamsError(f"params.yaml: unknown key '{name}'; {fix_for(key, allowed)}")
+    for key in allowed:
+        if key not in section:
+            name = f"{where}.{key}" if where else key
+            raise ParamsError(f"params.yaml: missing key '{name}'; add it (see the README)")
+
+
+def mapping(value: Any, where: str) -> Mapping[str, Any]:
+    """``value`` if it is a mapping."""
+    if not isinstance(value, Mapping):
+        raise ParamsError(f"params.yaml: '{where}' must be a mapping of keys to values")
+    return value
+
+
+def is_int(value: Any) -> bool:
+    """An integer, and not a bool (YAML's ``true`` is not a count)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def choice(value: Any, allowed: tuple[str, ...], where: str) -> str:
+    """``value`` if it is one of ``allowed``."""
+    if value not in allowed:
+        raise ParamsError(
+            f"params.yaml: {where} = {value!r} is not allowed; use one of: " + ", ".join(allowed)
+        )
+    return value
+
+
+def flag(value: Any, where: str) -> bool:
+    """``value`` if it is ``true`` or ``false``."""
+    if not isinstance(value, bool):
+        raise ParamsError(f"params.yaml: {where} = {value!r} is not allowed; use true or false")
+    return value
+
+
+def distinct_choices(value: Any, allowed: tuple[str, ...], where: str) -> tuple[str, ...]:
+    """A list of distinct values of ``allowed`` (maybe empty), as a tuple."""
+    use = f"a list of distinct values from: {', '.join(allowed)} (may be empty: [])"
+    if not isinstance(value, list) or len(set(map(repr, value))) != len(value):
+        raise ParamsError(f"params.yaml: {where} = {value!r} is not allowed; use {use}")
+    for i, item in enumerate(value):
+        if item not in allowed:
+            raise ParamsError(f"params.yaml: {where}[{i}] = {item!r} is not allowed; use {use}")
+    return tuple(value)
+
+
+def validate_bits(
+    value: Any, where: str = "quantize.bits", allow_empty: bool = False
+) -> tuple[int, ...]:
+    """Validate a list of bit widths.
+
+    Parameters
+    ----------
+    value : Any
+        What ``params.yaml`` holds under ``quantize.bits``.
+    where : str
+        The key to name in error messages.
+
+    Returns
+    -------
+    tuple of int
+        The widths, in the order given.
+
+    Raises
+    ------
+    ParamsError
+        If ``value`` is not a non-empty list of distinct integers from 2 to 16.
+    """
+    allowed = (
+        f"a list of distinct integers from {MIN_BITS} to {MAX_BITS} (may be empty: [])"
+        if allow_empty
+        else f"a non-empty list of distinct integers from {MIN_BITS} to {MAX_BITS}, e.g. [8, 16]"
+    )
+    if not isinstance(value, list) or (not value and not allow_empty):
+        raise ParamsError(f"params.yaml: {where} = {value!r} is not allowed; use {allowed}")
+    for i, bits in enumerate(value):
+        if not is_int(bits) or not MIN_BITS <= bits <= MAX_BITS:
+            raise ParamsError(f"params.yaml: {where}[{i}] = {bits!r} is not allowed; use {allowed}")
+    if len(set(value)) != len(value):
+        raise ParamsError(f"params.yaml: {where} = {value!r} repeats a width; use {allowed}")
+    return tuple(value)
+
+
+def check_bits_flag(bits: int, flag: str = "--bits") -> int:
+    """A code width given on the command line, 2 to 16.
+
+    Raises
+    ------
+    ParamsError
+        Naming the flag and the allowed range.
+    """
+    if not MIN_BITS <= bits <= MAX_BITS:
+        raise ParamsError(
+            f"{flag} {bits} is not allowed; use an integer from {MIN_BITS} to {MAX_BITS}"
+        )
+    return bits
+
+
+def non_negative(value: Any, where: str, strictly: bool = False) -> float:
+    """``value`` as a float, if it is a number >= 0 (> 0 with ``strictly``)."""
+    ok = (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value > 0 if strictly else value >= 0)
+    )
+    if not ok:
+        kind = "a number > 0" if strictly else "a number >= 0"
+        raise ParamsError(f"params.yaml: {where} = {value!r} is not allowed; use {kind}")
+    return float(value)
