@@ -57,6 +57,7 @@ class Reference:
 
     @property
     def bins(self) -> int:
+        """Number of PSI bins."""
         return self.expected.shape[1]
 
 
@@ -121,8 +122,11 @@ def psi(expected: np.ndarray, actual: np.ndarray) -> float:
 
 
 def ks_against_reference(reference: Reference, j: int, values: np.ndarray) -> float:
-    """KS statistic of ``values`` against feature ``j``'s training CDF, taken at the stored
-    quantiles (at and just below each): exact there, within about 1 / N_QUANTILES between."""
+    """KS statistic of ``values`` against feature ``j``'s stored training CDF.
+
+    Taken at the stored quantiles (at and just below each): exact there, within about
+    1 / N_QUANTILES between.
+    """
     values = np.sort(values[np.isfinite(values)])
     if values.size == 0:
         return 1.0

@@ -1,5 +1,7 @@
-"""Evaluation: each variant's accuracy, fidelity to the float model and bytes, and the
-clean-up of variants ``params.yaml`` no longer asks for. Pure but for the file removal.
+"""Evaluation: each variant's accuracy, fidelity to the float model, and bytes.
+
+Also the clean-up of variants ``params.yaml`` no longer asks for. Pure but for the file
+removal.
 """
 
 from __future__ import annotations

@@ -19,8 +19,10 @@ import numpy as np
 
 
 def _exact_columns(X: np.ndarray) -> tuple[list[list[int]], list[int]]:
-    """Each column of ``X`` as Python integers ``I`` and an exponent ``E`` with
-    ``X[:, j] == I[j] * 2.0**E[j]`` exactly."""
+    """Each column of ``X`` as Python integers ``I`` and an exponent ``E``.
+
+    ``X[:, j] == I[j] * 2.0**E[j]`` exactly.
+    """
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or not np.all(np.isfinite(X)):
         raise ValueError(f"need a finite 2-D array, got shape {X.shape}")
@@ -202,8 +204,9 @@ def _matmul(A: list[list[Fraction]], B: list[list[Fraction]]) -> list[list[Fract
 
 
 def min_norm_solve(G: list[list[Fraction]], c: list[Fraction]) -> tuple[list[Fraction], int]:
-    """The minimum-norm solution of ``G @ beta = c`` for a symmetric positive semi-definite
-    ``G`` with ``c`` in its range (normal equations), exactly: ``beta = pinv(G) @ c``.
+    """The exact minimum-norm solution of normal equations ``G @ beta = c``.
+
+    ``G`` is symmetric positive semi-definite and ``c`` in its range: ``beta = pinv(G) @ c``.
 
     Uses the rank factorization ``G = B @ C`` (``B`` the pivot columns, ``C`` the reduced row
     echelon rows), for which ``pinv(G) = C^T (C C^T)^-1 (B^T B)^-1 B^T``.

@@ -33,6 +33,7 @@ class Check:
 
     @property
     def passed(self) -> bool:
+        """Whether the value is within its limit (no limit: passed)."""
         return self.limit is None or self.value <= self.limit
 
 

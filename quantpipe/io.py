@@ -70,8 +70,11 @@ def without_negative_zero(data: Any) -> Any:
 
 
 def json_text(data: Any, **options: Any) -> str:
-    """JSON of ``data`` as every output of the project writes it: no NaN or infinity, no
-    ``-0.0``, floats as Python's shortest round-trip repr (the same on every machine)."""
+    """JSON of ``data`` as every output of the project writes it.
+
+    No NaN or infinity, no ``-0.0``, floats as Python's shortest round-trip repr (the same on
+    every machine).
+    """
     return json.dumps(without_negative_zero(data), allow_nan=False, **options)
 
 
@@ -81,8 +84,9 @@ def write_json(path: str | Path, data: Any) -> None:
 
 
 def save_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write arrays to an uncompressed ``.npz`` archive, atomically and byte-for-byte
-    reproducibly.
+    """Write arrays to an uncompressed ``.npz`` archive, atomically and reproducibly.
+
+    The same arrays always give the same bytes.
 
     Parameters
     ----------

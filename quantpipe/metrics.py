@@ -35,8 +35,10 @@ def _pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """Regression accuracy, as scikit-learn's ``r2_score``, ``mean_squared_error``,
-    ``mean_absolute_error`` and ``max_error`` define it.
+    """Regression accuracy: R², MSE, MAE and the largest error.
+
+    As scikit-learn's ``r2_score``, ``mean_squared_error``, ``mean_absolute_error`` and
+    ``max_error`` define them.
 
     Every sum is correctly rounded (:func:`quantpipe.numerics.sum_exact`), so the figures are
     the same on every machine.

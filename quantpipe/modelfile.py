@@ -1,5 +1,6 @@
-"""Model files: float, quantized, cast and integer-only linear models, and the drift
-reference, as ``.npz`` with a JSON header.
+"""Model files: float, quantized, cast and integer-only linear models, as ``.npz``.
+
+Each holds a JSON header beside its arrays (:mod:`quantpipe.npzformat`).
 
 A file holds plain arrays only, so it loads with ``allow_pickle=False`` and numpy alone.
 The float and quantized kinds:
@@ -146,8 +147,11 @@ def cast_model_arrays(
     feature_names: tuple[str, ...],
     params: dict[str, Any],
 ) -> dict[str, np.ndarray]:
-    """The members of a float-cast baseline: coefficients and intercept stored as ``dtype``
-    (bfloat16 as its uint16 bit patterns), from :func:`quantpipe.quant.casts.cast_values`."""
+    """The members of a float-cast baseline.
+
+    Coefficients and intercept stored as ``dtype`` (bfloat16 as its uint16 bit patterns),
+    from :func:`quantpipe.quant.casts.cast_values`.
+    """
     storage = CAST_STORAGE[dtype][0]
     header = _base_header(dtype, "cast", feature_names)
     header["cast"] = {"dtype": dtype, "storage": np.dtype(storage).name}
@@ -180,8 +184,7 @@ def integer_model_arrays(
 
 
 def save_model(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write model members (from :func:`float_model_arrays` or
-    :func:`quantized_model_arrays`) atomically."""
+    """Write model members (from one of the ``*_model_arrays`` functions) atomically."""
     save_npz(path, arrays)
 
 

@@ -1,5 +1,7 @@
-"""A loaded model, ready to predict: a float, quantized or cast linear model, or an
-integer-only one. :mod:`quantpipe.modelfile` reads them from their files.
+"""A loaded model, ready to predict.
+
+A float, quantized or cast linear model, or an integer-only one;
+:mod:`quantpipe.modelfile` reads them from their files.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ class LinearModel:
     def predict(self, X: np.ndarray, threads: int = 1) -> np.ndarray:
         """Predictions for ``X`` of shape (n_samples, n_features); returns shape (n_samples,).
 
-        ``threads`` > 1 splits a large batch over threads; the result is the same bits."""
+        ``threads`` > 1 splits a large batch over threads; the result is the same bits.
+        """
         return predict(X, self.weights, self.intercept, threads=threads)
 
     def saturated_rows(self, X: np.ndarray) -> int:
@@ -64,7 +67,8 @@ class IntegerModel:
     def predict(self, X: np.ndarray, threads: int = 1) -> np.ndarray:
         """Predictions for ``X`` of shape (n_samples, n_features); returns shape (n_samples,).
 
-        Integer arithmetic runs on one thread (``threads`` is accepted for a common API)."""
+        Integer arithmetic runs on one thread (``threads`` is accepted for a common API).
+        """
         return self.model.predict(X)
 
     def saturated_rows(self, X: np.ndarray) -> int:

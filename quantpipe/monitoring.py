@@ -1,4 +1,4 @@
-"""``quantpipe monitor``: is a batch of new rows still like the training data?
+"""``quantpipe monitor``: whether a batch of new rows is still like the training data.
 
 Compares a batch (a CSV with a header of the feature names, in any order, optionally with
 the target column ``MedHouseVal``; or a ``.npz`` dataset) with the training split, per
@@ -73,31 +73,34 @@ def read_batch_csv(path: Path, names: Sequence[str]) -> tuple[np.ndarray, np.nda
             f"{path}: columns are {header}; expected the features {list(names)} in any order, "
             f"and optionally {TARGET_NAME}"
         )
-    rows = []
-    for lineno, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
-        fields = line.split(",")
-        if len(fields) != len(header):
-            raise DataError(
-                f"{path}: line {lineno} has {len(fields)} values, expected {len(header)}"
-            )
-        row = []
-        for column, field in zip(header, fields, strict=True):
-            field = field.strip()
-            try:
-                row.append(float(field) if field else math.nan)
-            except ValueError:
-                raise DataError(
-                    f"{path}: line {lineno}: {column} = {field!r} is not a number"
-                ) from None
-        rows.append(row)
+    rows = [
+        _csv_row(path, lineno, line, header)
+        for lineno, line in enumerate(lines[1:], start=2)
+        if line.strip()
+    ]
     if not rows:
         raise DataError(f"{path}: no rows to monitor")
     table = np.array(rows)
     X = table[:, [header.index(n) for n in names]]
     y = table[:, header.index(TARGET_NAME)] if TARGET_NAME in header else None
     return X, y
+
+
+def _csv_row(path: Path, lineno: int, line: str, header: list[str]) -> list[float]:
+    """The values of one CSV line, NaN for an empty field."""
+    fields = line.split(",")
+    if len(fields) != len(header):
+        raise DataError(f"{path}: line {lineno} has {len(fields)} values, expected {len(header)}")
+    row = []
+    for column, field in zip(header, fields, strict=True):
+        field = field.strip()
+        try:
+            row.append(float(field) if field else math.nan)
+        except ValueError:
+            raise DataError(
+                f"{path}: line {lineno}: {column} = {field!r} is not a number"
+            ) from None
+    return row
 
 
 def read_batch(path: Path, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:

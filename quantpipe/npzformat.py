@@ -1,6 +1,8 @@
-"""The checked ``.npz`` layout every quantpipe file format shares: a ``header`` member of
-UTF-8 JSON bytes beside the arrays, and readers that turn anything unexpected into one
-:class:`~quantpipe.errors.ModelFileError` line that says how to rebuild the file.
+"""The checked ``.npz`` layout that every quantpipe file format shares.
+
+A ``header`` member of UTF-8 JSON bytes beside the arrays, and readers that turn anything
+unexpected into one :class:`~quantpipe.errors.ModelFileError` line that says how to rebuild
+the file.
 """
 
 from __future__ import annotations

@@ -92,10 +92,12 @@ class QuantizeParams:
 
     @property
     def symmetric(self) -> bool:
+        """Whether the codes are symmetric around zero."""
         return self.scheme == "symmetric"
 
     @property
     def per_channel(self) -> bool:
+        """Whether each coefficient has a scale of its own."""
         return self.granularity == "per-channel"
 
     def scheme_dict(self) -> dict[str, Any]:

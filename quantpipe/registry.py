@@ -76,8 +76,9 @@ class ModelRegistry:
 
     @classmethod
     def from_directory(cls, directory: str | Path = "models") -> ModelRegistry:
-        """Load ``fp64.npz`` and ``quantized/*.npz`` (q{bits}, q{bits}i, casts) from a
-        models directory.
+        """Load ``fp64.npz`` and ``quantized/*.npz`` from a models directory.
+
+        The quantized files are q{bits}, q{bits}i and the casts.
 
         Raises
         ------
@@ -118,9 +119,11 @@ class ModelRegistry:
         return cls(models)
 
     def __iter__(self) -> Iterator[str]:
+        """The model names, fp64 first, then by kind and width."""
         return iter(self.models)
 
     def __contains__(self, name: object) -> bool:
+        """Whether the registry holds a model of that name."""
         return name in self.models
 
     def get(self, name: str) -> Model:

@@ -1,5 +1,6 @@
-"""Training: ordinary least squares as a scikit-learn ``LinearRegression``, the same bits on
-every machine.
+"""Training: ordinary least squares as a scikit-learn ``LinearRegression``, machine-free.
+
+The same bits on every machine.
 
 The coefficients are the exact least-squares solution of the training data, rounded once
 (:func:`quantpipe.exact.lstsq`), not LAPACK's, whose last bits depend on the CPU's BLAS

@@ -1,5 +1,7 @@
-"""The checks of single ``params.yaml`` values and of the ``--bits`` flag: each raises one
-:class:`~quantpipe.errors.ParamsError` line that names the key and what is allowed.
+"""The checks of single ``params.yaml`` values and of the ``--bits`` flag.
+
+Each raises one :class:`~quantpipe.errors.ParamsError` line that names the key and what is
+allowed.
 """
 
 from __future__ import annotations

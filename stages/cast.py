@@ -1,6 +1,7 @@
-"""Stage ``cast``: the float baselines: the float model's parameters stored as a narrower
-float (``float32``, ``float16`` or ``bfloat16``), intercept included, as a naive deployment
-would. ``dvc.yaml`` runs it once per entry of ``quantize.casts``, each writing
+"""Stage ``cast``: the float baselines, the float model stored as a narrower float.
+
+Its parameters, intercept included, as ``float32``, ``float16`` or ``bfloat16``, as a naive
+deployment would. ``dvc.yaml`` runs it once per entry of ``quantize.casts``, each writing
 ``models/quantized/{dtype}.npz``.
 """
 

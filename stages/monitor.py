@@ -1,4 +1,4 @@
-"""Stage ``monitor``: is the batch in ``monitor.batch`` still like the training data?
+"""Stage ``monitor``: whether the batch in ``monitor.batch`` is still like the training data.
 
 The same as the ``quantpipe monitor`` command (:mod:`quantpipe.monitoring`): writes
 ``metrics/monitor/report.json`` and ``metrics/monitor/drift.csv``, then fails (and with it

@@ -1,5 +1,6 @@
-"""Float casts: a model's parameters stored as a narrower float (``float32``, ``float16``,
-``bfloat16``), as a naive deployment would. No I/O.
+"""Float casts: a model's parameters stored as a narrower float, as a naive deployment would.
+
+``float32``, ``float16`` or ``bfloat16``. No I/O.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Integer-only inference, in the style of TFLite / ONNX QLinear: quantized inputs, integer
-accumulation, one float rescale. No I/O.
+"""Integer-only inference, in the style of TFLite / ONNX QLinear.
+
+Quantized inputs, integer accumulation, one float rescale. No I/O.
 """
 
 from __future__ import annotations
@@ -41,8 +42,11 @@ class IntegerLinear:
     bits: int
 
     def input_codes(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Quantized inputs, shape (n_samples, n_features) int64, and which rows saturated
-        (fell outside the calibrated range in some feature), shape (n_samples,) bool."""
+        """Quantized inputs, and which rows saturated.
+
+        Returns the codes, shape (n_samples, n_features) int64, and whether each row fell
+        outside the calibrated range in some feature, shape (n_samples,) bool.
+        """
         levels = 2**self.bits - 1
         codes = np.rint((np.asarray(X, dtype=np.float64) - self.input_lo) / self.input_scale)
         saturated = ((codes < 0) | (codes > levels)).any(axis=1)

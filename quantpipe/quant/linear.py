@@ -1,5 +1,6 @@
-"""Quantization of a linear model ``y = X @ w + b`` the way that keeps its predictions, and
-the prediction kernel every model variant uses. No I/O.
+"""Quantization of a linear model that keeps its predictions, and the prediction kernel.
+
+The model is ``y = X @ w + b``; every model variant predicts with :func:`predict`. No I/O.
 
 The coefficients are quantized on standardized features (``v = w * std``, where the error
 no longer depends on each feature's unit and offset), the standard deviation is folded back

@@ -1,6 +1,7 @@
-"""Data-aware rounding: each code's floor or ceil, and the clipping range, chosen to minimise
-a quadratic error (the prediction error's variance on the training data), not each value's
-error. No I/O.
+"""Data-aware rounding: codes chosen to minimise the prediction error, not each value's.
+
+Each code's floor or ceil, and the clipping range, minimise a quadratic error (the
+prediction error's variance on the training data). No I/O.
 """
 
 from __future__ import annotations

@@ -62,6 +62,7 @@ class Server:
 
     @property
     def n_features(self) -> int:
+        """Features a row of every model has."""
         return len(self.registry.feature_names)
 
 
@@ -94,18 +95,22 @@ def _resolve(request: Request, endpoint: str) -> str:
 
 
 async def live(request: Request) -> Response:
+    """``GET /v2/health/live``."""
     return _json({"live": True})
 
 
 async def ready(request: Request) -> Response:
+    """``GET /v2/health/ready``: the models are loaded before the app exists."""
     return _json({"ready": True})
 
 
 async def server_metadata(request: Request) -> Response:
+    """``GET /v2``: name, version and extensions."""
     return _json({"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS})
 
 
 async def model_metadata(request: Request) -> Response:
+    """``GET /v2/models/{name}``: the model's input, output and what it is."""
     server = _server(request)
     name = _resolve(request, "metadata")
     model = server.registry.get(name)
@@ -128,6 +133,7 @@ async def model_metadata(request: Request) -> Response:
 
 
 async def model_ready(request: Request) -> Response:
+    """``GET /v2/models/{name}/ready``."""
     name = _resolve(request, "ready")
     _server(request).metrics.count(name, "ready", 200)
     return _json({"name": name, "ready": True})
@@ -147,6 +153,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 async def infer(request: Request) -> Response:
+    """``POST /v2/models/{name}/infer``: predictions for the rows sent."""
     server = _server(request)
     name = _resolve(request, "infer")
     try:
@@ -167,6 +174,7 @@ async def infer(request: Request) -> Response:
 
 
 async def prometheus(request: Request) -> Response:
+    """``GET /metrics``, in Prometheus text format."""
     return Response(_server(request).metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 

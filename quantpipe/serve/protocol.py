@@ -1,5 +1,6 @@
-"""The Open Inference Protocol's REST messages: parse and validate an infer request, format
-the response. Pure: bytes in, arrays and bytes out, no HTTP, testable in process.
+"""The Open Inference Protocol's REST messages: parse an infer request, format a response.
+
+Pure: bytes in, arrays and bytes out, no HTTP, testable in process.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
-"""What the server tells about itself: Prometheus metrics (summed over worker processes when
-there are several) and the drift window of recent inputs, scored against the training data.
+"""What the server tells about itself: Prometheus metrics and the drift window.
+
+The metrics are summed over worker processes when there are several; the window holds the
+recent inputs, scored against the training data.
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ ENV_PROMETHEUS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class DriftWindow:
-    """The most recent inputs, in a fixed-size ring buffer (memory stays bounded), shared
-    by the request handlers under a lock, and scored against the training reference."""
+    """The most recent inputs, scored against the training reference.
+
+    A fixed-size ring buffer (memory stays bounded), shared by the request handlers under a
+    lock.
+    """
 
     def __init__(self, reference: Reference, size: int):
         self.reference = reference
@@ -35,6 +40,7 @@ class DriftWindow:
         self.lock = threading.Lock()
 
     def add(self, X: np.ndarray) -> None:
+        """Append rows, shape (n, n_features), dropping the oldest beyond the window."""
         size = self.buffer.shape[0]
         with self.lock:
             rows = X[-size:]
@@ -103,8 +109,11 @@ class Metrics:
             )
 
     def exposition(self) -> bytes:
-        """The metrics in Prometheus text format, summed over worker processes if several
-        (the drift gauges: the largest worker's)."""
+        """The metrics in Prometheus text format.
+
+        Summed over worker processes if there are several (the drift gauges: the largest
+        worker's).
+        """
         if self.drift is not None:
             rows, scores = self.drift.scores()
             self.window_rows.set(rows)
@@ -118,6 +127,7 @@ class Metrics:
         return generate_latest(self.registry)
 
     def count(self, model: str, endpoint: str, status: int) -> None:
+        """Count one request (under the label ``_unknown`` for an unknown model name)."""
         # unknown names share one label value, so requests cannot grow the label set
         label = model if model in self.models else "_unknown"
         self.requests.labels(label, endpoint, str(status)).inc()
