@@ -7,11 +7,21 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # DVC's analytics process outlives its commands and cannot reach out from CI.
 os.environ["DVC_NO_ANALYTICS"] = "1"
+
+# Hypothesis: quick and varied while developing; more examples, and reproducible, in CI.
+# Choose one with HYPOTHESIS_PROFILE=dev|ci (default: ci when CI=true, else dev).
+settings.register_profile("dev", max_examples=50, deadline=None)
+settings.register_profile("ci", max_examples=200, deadline=None, derandomize=True)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE")
+    or ("ci" if os.environ.get("CI", "").lower() == "true" else "dev")
+)
 
 
 #: scikit-learn's cache file of the real data set.
@@ -42,13 +52,18 @@ def find_data_home(env: Mapping[str, str], home: Path) -> tuple[Path | None, str
     )
 
 
-@pytest.fixture(scope="session")
-def sklearn_data_home() -> Path:
-    """The real California Housing cache, or a skip that says how to provide it (a failure
+def require_data_home(env: Mapping[str, str], home: Path) -> Path:
+    """The folder holding the real data, or a skip that says how to provide it (a failure
     when ``CI=true``)."""
-    folder, message = find_data_home(os.environ, Path.home())
+    folder, message = find_data_home(env, home)
     if folder is None:
-        if os.environ.get("CI", "").lower() == "true":
+        if env.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
     return folder
+
+
+@pytest.fixture(scope="session")
+def sklearn_data_home() -> Path:
+    """The real California Housing cache (see :func:`require_data_home`)."""
+    return require_data_home(os.environ, Path.home())

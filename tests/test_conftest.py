@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import pytest
 
-from tests.conftest import CACHE_FILE, REPO_ROOT, find_data_home
+from tests.conftest import CACHE_FILE, find_data_home, require_data_home
 
 
 def _with_cache(folder):
@@ -44,41 +42,24 @@ def test_nowhere_says_where_it_looked_and_how_to_provide_it(tmp_path):
     assert "set SCIKIT_LEARN_DATA" in message
 
 
-def _run_data_test(tmp_path, ci):
-    env = {
-        **os.environ,
-        "SCIKIT_LEARN_DATA": str(tmp_path / "a"),
-        "QUANTPIPE_SHARED_DATA": str(tmp_path / "b"),
-        "HOME": str(tmp_path),
-        "CI": ci,
-    }
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-rs",
-            "-p",
-            "no:cacheprovider",
-            "tests/test_data.py::test_fetch_real_data",
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_without_the_data_a_user_gets_a_skip_with_the_reason(tmp_path):
-    result = _run_data_test(tmp_path, "")
-    assert result.returncode == 0, result.stdout
-    assert "1 skipped" in result.stdout
-    assert "set SCIKIT_LEARN_DATA to a folder that holds it" in result.stdout
+    env = {"SCIKIT_LEARN_DATA": str(tmp_path / "a"), "QUANTPIPE_SHARED_DATA": str(tmp_path / "b")}
+    with pytest.raises(BaseException, match="set SCIKIT_LEARN_DATA to a folder") as info:
+        require_data_home(env, tmp_path)
+    assert info.type is pytest.skip.Exception
 
 
 def test_without_the_data_ci_fails(tmp_path):
-    result = _run_data_test(tmp_path, "true")
-    assert result.returncode == 1, result.stdout
-    assert "1 failed" in result.stdout or "1 error" in result.stdout
+    env = {
+        "SCIKIT_LEARN_DATA": str(tmp_path / "a"),
+        "QUANTPIPE_SHARED_DATA": str(tmp_path / "b"),
+        "CI": "true",
+    }
+    with pytest.raises(BaseException, match="is in none of") as info:  # a skip would pass
+        require_data_home(env, tmp_path)
+    assert info.type is pytest.fail.Exception
+
+
+def test_with_the_data_the_folder_is_returned(tmp_path):
+    folder = _with_cache(tmp_path / "mine")
+    assert require_data_home({"SCIKIT_LEARN_DATA": str(folder), "CI": "true"}, tmp_path) == folder

@@ -18,7 +18,9 @@ from hypothesis import strategies as st
 from numpy.testing import assert_array_equal
 
 from quantpipe.data import FEATURE_NAMES
+from quantpipe.errors import RequestError
 from quantpipe.registry import ModelRegistry
+from quantpipe.serve.protocol import parse_infer_request
 from tests.conftest import REPO_ROOT
 from tests.models import rows, write_models
 
@@ -426,19 +428,40 @@ def mutated_requests(draw):
     return json.dumps(body).encode()
 
 
-@settings(
-    # QUANTPIPE_FUZZ_EXAMPLES=5000 pytest tests/test_serve.py -k 5xx  for a longer campaign
-    max_examples=int(os.environ.get("QUANTPIPE_FUZZ_EXAMPLES", "150")),
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
-@given(
-    body=mutated_requests() | JSON_VALUES.map(lambda v: json.dumps(v).encode()) | st.binary(),
-    header_length=st.none()
+BODIES = mutated_requests() | JSON_VALUES.map(lambda v: json.dumps(v).encode()) | st.binary()
+HEADER_LENGTHS = (
+    st.none()
     | st.integers(-5, 400).map(str)
-    | st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=3),
+    | st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=3)
 )
+
+
+@settings(
+    # QUANTPIPE_FUZZ_EXAMPLES=5000 pytest tests/test_serve.py -k parser  for a longer campaign
+    max_examples=int(os.environ.get("QUANTPIPE_FUZZ_EXAMPLES", "300")),
+    deadline=None,
+)
+@given(body=BODIES, header_length=HEADER_LENGTHS)
+def test_the_parser_refuses_a_bad_body_only_with_a_request_error(body, header_length):
+    """In process, many examples: parsing succeeds or raises a 4xx RequestError, never
+    anything else (which the server would answer with a 5xx)."""
+    try:
+        parsed = parse_infer_request(body, header_length, len(FEATURE_NAMES))
+    except RequestError as exc:
+        refused = exc
+    else:
+        assert parsed.X.shape[1] == len(FEATURE_NAMES)
+        return
+    assert 400 <= refused.status < 500
+    assert refused.message
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(body=BODIES, header_length=HEADER_LENGTHS)
 def test_no_infer_body_gets_a_5xx(server, body, header_length):
+    """Over real HTTP, fewer examples: the server maps every outcome to a status and a body."""
     headers = {} if header_length is None else {"Inference-Header-Content-Length": header_length}
     status, _, content = server.call("POST", "/v2/models/q8/infer", body, headers)
     assert status < 500, content
