@@ -141,7 +141,7 @@ Y_SHA256 = "ae80bb98487c04d7383ed8aecda8e207583dfd3e66f6679fded97597c3f6c87e"
 CACHE_FILE = "cal_housing_py3.pkz"
 OFFLINE_HINT = (
     "offline? point it at a local copy: SCIKIT_LEARN_DATA=/path/to/scikit_learn_data "
-    f"dvc repro (the folder holding {CACHE_FILE}; see the README)"
+    f"dvc repro (the folder holding {CACHE_FILE}; see docs/offline.md)"
 )
 
 

@@ -3,27 +3,8 @@
 Each holds a JSON header beside its arrays (:mod:`quantpipe.npzformat`).
 
 A file holds plain arrays only, so it loads with ``allow_pickle=False`` and numpy alone.
-The float and quantized kinds:
-
-========== ================================ =========================================
-member     float model (``fp64``)           quantized model (``q{bits}``)
-========== ================================ =========================================
-header     UTF-8 JSON, uint8                UTF-8 JSON, uint8
-coef       (n,) float64                     --
-codes      --                               ceil(n * bits / 8) uint8, packed codes
-scale      --                               (n,) float32, per-feature step
-zero_point --                               (k,) uint8 or uint16, k = 1 or n
-intercept  (1,) float64                     (1,) float64
-========== ================================ =========================================
-
-A cast baseline (``kind: cast``) has the float model's members stored as ``<f4``, ``<f2``
-or bfloat16 bit patterns (``<u2``); an integer-only model (``kind: integer``) holds
-``weight_codes``, ``output_scale``, ``bias_code``, ``input_lo`` and ``input_scale``.
-
-The header names the format and its version, the variant and kind, the features,
-everything needed to dequantize (bits, scheme, granularity, the steps and folded
-statistics) and the ``params.yaml`` values the model was built with. Loading checks all of
-it.
+The members and header of each kind are described once, in ``docs/model-format.md``;
+loading checks all of it.
 """
 
 from __future__ import annotations

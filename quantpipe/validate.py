@@ -30,7 +30,7 @@ def check_keys(section: Mapping[str, Any], allowed: tuple[str, ...], where: str)
     for key in allowed:
         if key not in section:
             name = f"{where}.{key}" if where else key
-            raise ParamsError(f"params.yaml: missing key '{name}'; add it (see the README)")
+            raise ParamsError(f"params.yaml: missing key '{name}'; add it (see docs/parameters.md)")
 
 
 def mapping(value: Any, where: str) -> Mapping[str, Any]:

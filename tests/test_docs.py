@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import yaml
+
 from tests.conftest import REPO_ROOT
 
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
@@ -27,3 +29,56 @@ def test_quick_start_is_two_commands_and_ci_runs_both():
     ci = (REPO_ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     for command in commands:
         assert command in ci, f"CI does not run the README's command: {command}"
+
+
+def test_readme_is_a_landing_page_of_at_most_10_kb():
+    assert len(README.encode("utf-8")) <= 10_000
+
+
+def test_every_relative_link_in_the_documents_resolves():
+    documents = [REPO_ROOT / "README.md", REPO_ROOT / "CONTRIBUTING.md"]
+    documents += sorted((REPO_ROOT / "docs").glob("*.md"))
+    broken = []
+    for doc in documents:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text(encoding="utf-8")):
+            if "://" not in target and not (doc.parent / target).exists():
+                broken.append(f"{doc.relative_to(REPO_ROOT)}: {target}")
+    assert not broken
+
+
+def _table_rows(text: str) -> list[list[str]]:
+    rows = [line.strip("|").split(" | ") for line in text.splitlines() if line.startswith("| `")]
+    return [[cell.strip() for cell in row] for row in rows]
+
+
+def _leaves(data: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_leaves(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def test_the_parameter_table_is_params_yaml():
+    """docs/parameters.md lists every key of params.yaml once, with its default value."""
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text(encoding="utf-8"))
+    gate = params.pop("gate")
+    expected = _leaves(params)
+    limits = {limit for budget in gate.values() for limit in budget}
+    documented: dict[str, str] = {}
+    for row in _table_rows((REPO_ROOT / "docs" / "parameters.md").read_text(encoding="utf-8")):
+        names = re.findall(r"`([^`]+)`", row[0])
+        first = names[0]
+        keys = [first] + [first.rsplit(".", 1)[0] + n for n in names[1:] if n.startswith(".")]
+        defaults = re.findall(r"`([^`]+)`", row[1]) or [row[1]] * len(keys)
+        for key, default in zip(keys, defaults, strict=False):
+            documented[key] = default
+    gate_keys = {k.rsplit(".", 1)[1] for k in documented if k.startswith("gate.<variant>.")}
+    assert gate_keys == {"max_r2_drop", "max_pred_rmse", "max_pred_p99"} >= limits
+    documented = {k: v for k, v in documented.items() if not k.startswith("gate.")}
+    assert set(documented) == set(expected)
+    for key, value in expected.items():
+        assert yaml.safe_load(documented[key]) == value, key
