@@ -2,7 +2,7 @@
 
 Compares a batch (a CSV with a header of the feature names, in any order, optionally with
 the target column ``MedHouseVal``; or a ``.npz`` dataset) with the training split, per
-feature: population stability index, two-sample Kolmogorov-Smirnov statistic (scipy) and
+feature: population stability index, two-sample Kolmogorov-Smirnov statistic and
 the share of missing values (empty CSV fields); and the same two statistics for the float
 model's predictions. With labels, it also scores every model variant on the batch. Writes
 a JSON report (``metrics/monitor/report.json``, git-tracked so that ``dvc metrics diff``

@@ -6,6 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from numpy.testing import assert_allclose
 from scipy.stats import ks_2samp
 
@@ -15,6 +18,7 @@ from quantpipe.drift import (
     bin_shares,
     build_reference,
     feature_drift,
+    ks_two_sample,
     load_reference,
     psi,
     save_reference,
@@ -50,6 +54,14 @@ def test_reference_bins_are_training_deciles():
         build_reference(X, ("a", "b"), bins=1)
     with pytest.raises(ValueError, match=r"X must have shape \(n, 3\)"):
         build_reference(X, ("a", "b", "c"))
+
+
+@given(
+    arrays(np.float64, st.integers(1, 60), elements=st.integers(-5, 5).map(float)),
+    arrays(np.float64, st.integers(1, 60), elements=st.floats(-6, 6, width=64)),
+)
+def test_ks_two_sample_is_scipys_exact_statistic(a, b):
+    assert ks_two_sample(a, b) == ks_2samp(a, b, method="exact").statistic
 
 
 def test_ks_from_the_reference_matches_scipy_even_with_ties():
