@@ -263,3 +263,31 @@ def test_changing_widths_leaves_nothing_stale_and_bad_params_stop_the_run(repo):
     )
     assert "Traceback" not in failed.stdout + failed.stderr
     assert (repo.path / "dvc.lock").read_text() == before
+
+
+def test_pip_install_gives_the_whole_package_and_no_stages(tmp_path):
+    """What `pip install .` installs: every module of quantpipe/ (subpackages included),
+    py.typed, the console command, and no top-level `stages`."""
+    target = tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps"]
+    result = subprocess.run(
+        [*pip, "--target", str(target), str(REPO_ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    source = {p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "quantpipe").rglob("*.py")}
+    installed = {p.relative_to(target).as_posix() for p in (target / "quantpipe").rglob("*.py")}
+    assert installed == source
+    assert (target / "quantpipe" / "py.typed").is_file()
+    assert not (target / "stages").exists()
+    assert (target / "bin" / "quantpipe").is_file()
+    result = subprocess.run(
+        [sys.executable, "-c", "import quantpipe.serve.app, quantpipe.quant.linear"],
+        env={**os.environ, "PYTHONPATH": str(target)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
