@@ -10,7 +10,7 @@ split). Medians of ``--runs`` runs of each, one process after the other, printed
 
 Run from the repository root after the quick start::
 
-    python benchmarks/startup_bench.py [--runs 3]
+    python benchmarks/startup_bench.py [--runs 3] [--rev REV]
 """
 
 from __future__ import annotations
@@ -61,12 +61,14 @@ def timed(command: list[str], cwd: Path, env: dict[str, str]) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--rev", default="HEAD", help="the revision of this repository to rebuild")
     args = p.parse_args()
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     with tempfile.TemporaryDirectory() as tmp:
         clone, seed = Path(tmp) / "clone", Path(tmp) / "seed"
         subprocess.run(["git", "clone", "-q", str(root), str(clone)], check=True)
+        subprocess.run(["git", "-C", str(clone), "checkout", "-q", args.rev], check=True)
         seed.mkdir()
         (seed / "train.py").write_text(TRAIN)
         (seed / "quantize.py").write_text(QUANTIZE)
@@ -78,7 +80,7 @@ def main() -> None:
                 timed([python, "train.py"], seed, env) + timed([python, "quantize.py"], seed, env)
             )
     a, b = statistics.median(repro), statistics.median(scripts)
-    print(f"median of {args.runs} runs each, {os.cpu_count()} cores\n")
+    print(f"{args.rev}: median of {args.runs} runs each, {os.cpu_count()} cores\n")
     print("| what | seconds |")
     print("| --- | ---: |")
     print(f"| `dvc repro --force`, a fresh clone, data local (13 stages) | {a:.1f} |")
