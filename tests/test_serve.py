@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -20,6 +21,7 @@ from numpy.testing import assert_array_equal
 from quantpipe.data import FEATURE_NAMES
 from quantpipe.errors import RequestError
 from quantpipe.registry import ModelRegistry
+from quantpipe.serve.app import create_app
 from quantpipe.serve.protocol import parse_infer_request
 from tests.conftest import REPO_ROOT
 from tests.models import rows, write_models
@@ -51,6 +53,47 @@ class Server:
     def json(self, method, path, body=None, headers=None):
         status, _, content = self.call(method, path, body, headers)
         return status, json.loads(content)
+
+
+class InProcess(Server):
+    """The app itself, called through ASGI in this process: the same interface as
+    :class:`Server`, without a socket or a uvicorn process."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def call(self, method, path, body=None, headers=None):
+        if isinstance(body, dict | list):
+            body = json.dumps(body).encode()
+        body = body or b""
+        fields = {**(headers or {}), "content-length": str(len(body))}
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(k.lower().encode(), v.encode()) for k, v in fields.items()],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 80),
+        }
+        incoming = [{"type": "http.request", "body": body, "more_body": False}]
+        sent = []
+
+        async def receive():
+            return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+
+        asyncio.run(self.app(scope, receive, send))
+        start = next(m for m in sent if m["type"] == "http.response.start")
+        content = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+        return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, content
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +142,11 @@ def stop_server(proc):
     proc.terminate()
     output = proc.communicate(timeout=20)[0]
     assert "Traceback" not in output, output
+
+
+@pytest.fixture(scope="module")
+def app(models):
+    return InProcess(create_app(ModelRegistry.from_directory(models), MAX_BODY))
 
 
 @pytest.fixture(scope="module")
@@ -300,12 +348,20 @@ BAD_JSON_REQUESTS = [
 @pytest.mark.parametrize(
     ("case", "body", "status", "message"), BAD_JSON_REQUESTS, ids=[c[0] for c in BAD_JSON_REQUESTS]
 )
-def test_bad_requests_get_4xx_with_an_error_body(server, case, body, status, message):
-    got, answer = server.json("POST", "/v2/models/q8/infer", body)
+def test_bad_requests_get_4xx_with_an_error_body(app, case, body, status, message):
+    got, answer = app.json("POST", "/v2/models/q8/infer", body)
     assert got == status, answer
     assert set(answer) == {"error"}
     assert message in answer["error"]
     assert len(answer["error"]) < 300
+
+
+@pytest.mark.parametrize(("case", "body", "status", "message"), BAD_JSON_REQUESTS[:3])
+def test_bad_requests_over_http_get_the_same_answer(server, app, case, body, status, message):
+    """A few of the matrix over real HTTP: uvicorn passes the app's status and body on."""
+    assert server.json("POST", "/v2/models/q8/infer", body) == app.json(
+        "POST", "/v2/models/q8/infer", body
+    )
 
 
 def test_bad_binary_requests(server):
