@@ -124,7 +124,7 @@ def entry_module(cmd: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _is_code(dep: str, root: Path) -> bool:
+def _is_code(dep: str) -> bool:
     return dep.endswith(".py") and dep.split("/")[0] in PACKAGES
 
 
@@ -158,7 +158,7 @@ def check(dvcfile: Path, root: Path = ROOT) -> list[str]:
         want = expected_code_deps(str(stage.get("cmd", "")), root)
         if want is None:
             continue
-        have = [d for d in stage.get("deps", []) if isinstance(d, str) and _is_code(d, root)]
+        have = [d for d in stage.get("deps", []) if isinstance(d, str) and _is_code(d)]
         missing = sorted(set(want) - set(have))
         extra = sorted(set(have) - set(want))
         if missing:
@@ -178,7 +178,7 @@ def write(dvcfile: Path, root: Path = ROOT) -> bool:
         if want is None:
             continue
         deps = stage.get("deps")
-        others = [d for d in deps or [] if not (isinstance(d, str) and _is_code(d, root))]
+        others = [d for d in deps or [] if not (isinstance(d, str) and _is_code(d))]
         if deps is None:
             stage["deps"] = want + others
             continue

@@ -238,7 +238,9 @@ class LeastSquares:
     rank : int
         Rank of the centered features.
     singular : ndarray of shape (n_features,)
-        Singular values of the centered features, descending.
+        Singular values of the centered features, descending: square roots of the
+        eigenvalues of their Gram matrix, so a small one is accurate only to about
+        ``sqrt(eps) * singular[0]`` (LAPACK's SVD to about ``eps * singular[0]``).
     """
 
     coef: np.ndarray
@@ -252,8 +254,10 @@ def lstsq(X: np.ndarray, y: np.ndarray) -> LeastSquares:
 
     The data are float64, hence exact binary fractions: the normal equations of the centered
     data are formed in integers, solved in fractions (the minimum-norm solution when the
-    features are linearly dependent, as LAPACK's ``gelsd`` gives), and each coefficient is
-    rounded to the nearest float64 at the end. The result is the true least-squares
+    features are exactly linearly dependent), and each coefficient is rounded to the nearest
+    float64 at the end. Unlike LAPACK's ``gelsd``, there is no tolerance: features that are
+    dependent only up to float rounding count as independent, and their (ill-conditioned)
+    exact solution is returned. The result is the true least-squares
     solution of the stored data, the same on every machine; LAPACK's agrees with it to
     about the condition number times the float64 epsilon.
 

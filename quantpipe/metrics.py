@@ -190,7 +190,7 @@ def predictions_csv(y_true: np.ndarray, predictions: dict[str, np.ndarray]) -> s
 
 
 def markdown_table(reports: dict[str, dict[str, Any]], reference: str = "fp64") -> str:
-    """A markdown table of every variant against the reference, for the README.
+    """A markdown table of every variant against the reference (``metrics/compare.md``).
 
     Parameters
     ----------

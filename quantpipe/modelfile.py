@@ -323,6 +323,3 @@ def load_model(path: str | Path) -> Model:
         If the file is missing, corrupt, truncated or not a model file of a known version.
     """
     return model_from_arrays(load_npz(path, ModelFileError), path)
-
-
-# -- the drift reference ---------------------------------------------------------------------

@@ -22,7 +22,7 @@ class LinearModel:
     Attributes
     ----------
     variant : str
-        ``fp64`` or ``q{bits}``.
+        ``fp64``, ``q{bits}`` or a cast (``float16`` ...).
     weights : ndarray of shape (n_features,), float64
         Coefficients (dequantized, for a quantized model).
     intercept : float

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from quantpipe.errors import ParamsError
-from quantpipe.quant.codes import MAX_BITS, MIN_BITS
+from quantpipe.quant.codes import MAX_BITS, MIN_BITS, check_bits
 
 
 def fix_for(key: Any, allowed: tuple[str, ...], what: str = "allowed keys") -> str:
@@ -92,7 +92,8 @@ def validate_bits(
     Raises
     ------
     ParamsError
-        If ``value`` is not a non-empty list of distinct integers from 2 to 16.
+        If ``value`` is not a list of distinct integers from 2 to 16 (non-empty unless
+        ``allow_empty``).
     """
     allowed = (
         f"a list of distinct integers from {MIN_BITS} to {MAX_BITS} (may be empty: [])"
@@ -102,7 +103,7 @@ def validate_bits(
     if not isinstance(value, list) or (not value and not allow_empty):
         raise ParamsError(f"params.yaml: {where} = {value!r} is not allowed; use {allowed}")
     for i, bits in enumerate(value):
-        if not is_int(bits) or not MIN_BITS <= bits <= MAX_BITS:
+        if not _is_width(bits):
             raise ParamsError(f"params.yaml: {where}[{i}] = {bits!r} is not allowed; use {allowed}")
     if len(set(value)) != len(value):
         raise ParamsError(f"params.yaml: {where} = {value!r} repeats a width; use {allowed}")
@@ -117,11 +118,20 @@ def check_bits_flag(bits: int, flag: str = "--bits") -> int:
     ParamsError
         Naming the flag and the allowed range.
     """
-    if not MIN_BITS <= bits <= MAX_BITS:
+    if not _is_width(bits):
         raise ParamsError(
             f"{flag} {bits} is not allowed; use an integer from {MIN_BITS} to {MAX_BITS}"
         )
     return bits
+
+
+def _is_width(bits: Any) -> bool:
+    """Whether ``bits`` passes the one bit-width rule, :func:`quantpipe.quant.codes.check_bits`."""
+    try:
+        check_bits(bits)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def non_negative(value: Any, where: str, strictly: bool = False) -> float:

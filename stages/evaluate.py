@@ -1,4 +1,4 @@
-"""Stage ``evaluate``: score ``fp64`` and every ``q{bits}`` on the same test split.
+"""Stage ``evaluate``: score ``fp64`` and every derived variant on the same test split.
 
 Writes one JSON file per variant under ``metrics/eval/`` (accuracy against the targets;
 for quantized variants also fidelity to the float model's predictions; parameter and file
