@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from quantpipe.data import CACHE_FILE
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # DVC's analytics process outlives its commands and cannot reach out from CI.
@@ -22,10 +24,6 @@ settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE")
     or ("ci" if os.environ.get("CI", "").lower() == "true" else "dev")
 )
-
-
-#: scikit-learn's cache file of the real data set.
-CACHE_FILE = "cal_housing_py3.pkz"
 
 
 def data_home_candidates(env: Mapping[str, str], home: Path) -> list[Path]:
