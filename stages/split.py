@@ -1,7 +1,8 @@
 """Stage ``split``: split the data once into ``data/split/train.npz`` and ``test.npz``.
 
-Uses ``train_test_split(X, y, test_size=data.test_size, random_state=data.seed)``; with the
-defaults (0.2, 42) this is the split every published figure for this data set uses. Later
+The rows of scikit-learn's ``train_test_split(X, y, test_size=data.test_size,
+random_state=data.seed)`` (:func:`quantpipe.data.split_indices`, without importing it); with
+the defaults (0.2, 42) this is the split every published figure for this data set uses. Later
 stages read these files and never split again.
 """
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import urllib.error
 
 import numpy as np
 import pytest
 import sklearn.datasets
+from hypothesis import given
+from hypothesis import strategies as st
+from sklearn.model_selection import train_test_split
 
 from quantpipe import data as fetch
 from quantpipe.data import (
@@ -15,6 +19,7 @@ from quantpipe.data import (
     load_dataset,
     save_dataset,
     split_dataset,
+    split_indices,
     validate_dataset,
 )
 from quantpipe.errors import DataError
@@ -95,6 +100,40 @@ def test_split_sizes_and_determinism():
     np.testing.assert_array_equal(train.X, again.X)
     other, _ = split_dataset(data, seed=4, test_size=0.25)
     assert not np.array_equal(train.X, other.X)
+
+
+@given(
+    n=st.integers(2, 400),
+    test_size=st.floats(0.001, 0.999),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_split_indices_are_those_of_scikit_learns_train_test_split(n, test_size, seed):
+    rows = np.arange(n)
+    if math.ceil(test_size * n) >= n:
+        with pytest.raises(ValueError, match="train set will be empty"):
+            train_test_split(rows, test_size=test_size, random_state=seed)
+        with pytest.raises(DataError, match=rf"of {n} rows leaves {n} test and 0 training"):
+            split_indices(n, test_size=test_size, seed=seed)
+        return
+    want_train, want_test = train_test_split(rows, test_size=test_size, random_state=seed)
+    train, test = split_indices(n, test_size=test_size, seed=seed)
+    np.testing.assert_array_equal(train, want_train)
+    np.testing.assert_array_equal(test, want_test)
+
+
+def test_split_of_the_reference_figures_is_train_test_splits():
+    data = small(50)
+    train, test = split_dataset(data, seed=42, test_size=0.2)
+    X_train, X_test, y_train, y_test = train_test_split(
+        data.X, data.y, test_size=0.2, random_state=42
+    )
+    for got, want in ((train.X, X_train), (test.X, X_test), (train.y, y_train), (test.y, y_test)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_split_that_leaves_no_test_row_is_an_error():
+    with pytest.raises(DataError, match=r"test_size 0.0 of 10 rows leaves 0 test and 10 training"):
+        split_indices(10, test_size=0.0, seed=0)
 
 
 def test_offline_download_failure_says_how_to_use_a_local_copy(tmp_path, monkeypatch):
