@@ -160,11 +160,22 @@ def _lock_stages(repo) -> dict:
     return yaml.safe_load((repo.path / "dvc.lock").read_text())["stages"]
 
 
+def _dvcignored(repo) -> set[str]:
+    """The modules that `.dvcignore` hides from DVC (the stage_deps block's paths)."""
+    lines = (repo.path / ".dvcignore").read_text().splitlines()
+    return {line.lstrip("/") for line in lines if line.startswith("/")}
+
+
+def _under_a_directory_dep(path: str, deps: list[str], hidden: set[str]) -> bool:
+    return path not in hidden and any(path.startswith(f"{d}/") for d in deps)
+
+
 def test_every_stage_process_loads_only_modules_it_lists(repo, tmp_path):
     """What each stage's process really imports, run as dvc runs it, is among the deps that
     dvc.yaml lists (DVC checks those: a dep removed from dvc.yaml but left in dvc.lock is
     not a change to DVC)."""
     pipeline = yaml.safe_load((repo.path / "dvc.yaml").read_text())["stages"]
+    hidden = _dvcignored(repo)
     for name, stage in _lock_stages(repo).items():
         words = stage["cmd"].split()
         assert words[:2] == ["python", "-m"], stage["cmd"]
@@ -183,13 +194,14 @@ def test_every_stage_process_loads_only_modules_it_lists(repo, tmp_path):
             for f in json.loads(out.read_text())
             if Path(f).resolve().is_relative_to(repo.path.resolve())
         }
-        listed = set(pipeline[name.partition("@")[0]]["deps"])
+        listed = pipeline[name.partition("@")[0]]["deps"]
+        covered = {f for f in loaded if f in listed or _under_a_directory_dep(f, listed, hidden)}
         assert loaded, name
-        assert loaded <= listed, f"{name} loads {sorted(loaded - listed)} but does not list them"
+        assert loaded == covered, f"{name} loads {sorted(loaded - covered)} but does not list them"
     assert _git("status", "--porcelain", cwd=repo.path) == ""  # the reruns wrote the same bytes
 
 
-def test_changing_any_module_reruns_every_stage_that_imports_it(repo):
+def test_changing_any_module_reruns_every_stage_that_imports_it_and_no_other(repo):
     from tests.test_stage_deps import deps
 
     importers: dict[str, set[str]] = {}
@@ -212,6 +224,9 @@ def test_changing_any_module_reruns_every_stage_that_imports_it(repo):
             path.write_bytes(original)
         missed = importers.get(module, set()) - changed
         assert not missed, f"changing {module} leaves {sorted(missed)} up to date"
+        if module not in importers:  # hidden by .dvcignore: nothing to rerun
+            assert not changed, f"changing {module}, which no stage imports, changes {changed}"
+    assert set(modules) - set(importers) == _dvcignored(repo)
     pycache = repo.path / "quantpipe" / "__pycache__"
     pycache.mkdir(exist_ok=True)
     (pycache / "stray.cpython-311.pyc").write_bytes(b"not a change")

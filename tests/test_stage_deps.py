@@ -97,6 +97,7 @@ def test_check_names_missing_and_extra_modules(tree):
         "one: imports but does not list stages/__init__.py, stages/a.py, stages/lazy.py, "
         "stages/leaf.py, stages/sub/__init__.py, stages/sub/b.py, stages/sub/c.py",
         "one: lists but does not import stages/unused.py",
+        ".dvcignore: has no stage_deps block (bytecode and unreached modules)",
     ]
 
 
@@ -123,3 +124,88 @@ def test_main_fails_with_the_fix_when_a_module_is_missing(tree, capsys):
     err = capsys.readouterr().err
     assert "one: imports but does not list" in err
     assert "python .ci/stage_deps.py --write" in err
+
+
+@pytest.fixture
+def lib_tree(tree, monkeypatch):
+    """`tree` plus a package `lib` that stages list as one directory dep."""
+    monkeypatch.setattr(deps, "PACKAGES", ("stages", "lib"))
+    monkeypatch.setattr(deps, "DIRECTORY_DEPS", ("lib",))
+    lib = tree / "lib"
+    (lib / "serve").mkdir(parents=True)
+    (lib / "__pycache__").mkdir()
+    files = {
+        "lib/__init__.py": "",
+        "lib/core.py": "from lib import util\n",
+        "lib/util.py": "",
+        "lib/serve/__init__.py": "",
+        "lib/serve/app.py": "import lib.core\n",
+        "lib/__pycache__/core.cpython-311.py": "",  # not a module, whatever its name
+        "stages/uses_lib.py": "import lib.core\n",
+    }
+    for name, text in files.items():
+        (tree / name).write_text(text)
+    (tree / "dvc.yaml").write_text(LIB_DVC_YAML)
+    (tree / ".dvcignore").write_text("# kept\n/notes/\n")
+    return tree
+
+
+LIB_DVC_YAML = """\
+stages:
+  one:
+    cmd: python -m stages.uses_lib
+    deps:
+      - stages/uses_lib.py
+      - lib/core.py
+      - data/in.csv
+"""
+
+
+def test_a_directory_dep_stands_for_the_package(lib_tree):
+    cmd = "python -m stages.uses_lib"
+    assert deps.expected_code_deps(cmd, lib_tree) == [
+        "stages/uses_lib.py",
+        "stages/__init__.py",
+        "lib",
+    ]
+    assert deps.unreached_modules([cmd], lib_tree) == ["lib/serve/__init__.py", "lib/serve/app.py"]
+
+
+def test_check_wants_the_directory_and_the_ignore_block(lib_tree):
+    assert deps.check(lib_tree / "dvc.yaml", lib_tree) == [
+        "one: imports but does not list lib, stages/__init__.py",
+        "one: lists lib/core.py one by one; its directory dep covers them (list the directory)",
+        ".dvcignore: has no stage_deps block (bytecode and unreached modules)",
+    ]
+
+
+def test_write_lists_the_directory_and_hides_exactly_the_unreached_modules(lib_tree):
+    assert deps.write(lib_tree / "dvc.yaml", lib_tree) is True
+    assert (
+        "      - stages/__init__.py\n      - lib\n      - data/in.csv\n"
+        in (lib_tree / "dvc.yaml").read_text()
+    )
+    assert (lib_tree / ".dvcignore").read_text().splitlines() == [
+        "# kept",
+        "/notes/",
+        deps.BEGIN,
+        "__pycache__/",
+        "*.pyc",
+        "/lib/serve/__init__.py",
+        "/lib/serve/app.py",
+        deps.END,
+    ]
+    assert deps.check(lib_tree / "dvc.yaml", lib_tree) == []
+    assert deps.write(lib_tree / "dvc.yaml", lib_tree) is False
+
+
+def test_check_names_a_reached_module_that_dvcignore_hides_and_an_unreached_one_it_does_not(
+    lib_tree,
+):
+    deps.write(lib_tree / "dvc.yaml", lib_tree)
+    (lib_tree / "stages" / "uses_lib.py").write_text("import lib.core\nimport lib.serve.app\n")
+    (lib_tree / "lib" / "new.py").write_text("")
+    assert deps.check(lib_tree / "dvc.yaml", lib_tree) == [
+        ".dvcignore: does not hide /lib/new.py",
+        ".dvcignore: hides /lib/serve/__init__.py, /lib/serve/app.py",
+    ]
