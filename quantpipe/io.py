@@ -134,7 +134,8 @@ def load_npz(path: str | Path, error: type[QuantpipeError]) -> dict[str, np.ndar
     if not path.is_file():
         raise error(f"{path}: not found; run `dvc repro` to build it")
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        # Opened here, not by np.load: it leaves its own handle open when the zip is corrupt.
+        with path.open("rb") as handle, np.load(handle, allow_pickle=False) as archive:
             return {name: archive[name] for name in archive.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise error(
