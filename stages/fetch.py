@@ -1,10 +1,10 @@
 """Stage ``fetch``: download California Housing and write ``data/raw/california_housing.npz``.
 
-Through scikit-learn's own fetcher, which caches the archive under ``SCIKIT_LEARN_DATA``
-(default ``~/scikit_learn_data``); the content is checked against the canonical data set's
-sha256 (:func:`quantpipe.data.fetch_dataset`). Without a network, point scikit-learn at a
-folder that already holds its cache file ``cal_housing_py3.pkz``:
-``SCIKIT_LEARN_DATA=/path/to/scikit_learn_data dvc repro``.
+Downloads through scikit-learn's own fetcher, which caches the data under
+``SCIKIT_LEARN_DATA`` (default ``~/scikit_learn_data``), then reads that cache; the content is
+checked against the canonical data set's sha256 (:func:`quantpipe.data.fetch_dataset`).
+Without a network, point it at a folder that already holds scikit-learn's cache file
+``cal_housing_py3.pkz``: ``SCIKIT_LEARN_DATA=/path/to/scikit_learn_data dvc repro``.
 """
 
 from __future__ import annotations

@@ -155,18 +155,83 @@ def test_unreadable_cache_says_to_delete_it(tmp_path, monkeypatch):
         fetch.fetch_dataset(tmp_path)
 
 
-def test_content_that_differs_from_the_canonical_data_is_refused(sklearn_data_home, monkeypatch):
-    real = sklearn.datasets.fetch_california_housing
+def _cached_table(sklearn_data_home):
+    import joblib
 
-    def tampered(**kwargs):
-        X, y = real(**kwargs)
-        X = X.copy()
-        X[0, 0] += 1e-9
-        return X, y
+    return joblib.load(sklearn_data_home / fetch.CACHE_FILE)
 
-    monkeypatch.setattr(sklearn.datasets, "fetch_california_housing", tampered)
+
+def test_content_that_differs_from_the_canonical_data_is_refused(sklearn_data_home, tmp_path):
+    import joblib
+
+    table = _cached_table(sklearn_data_home)
+    table[0, 1] += 1e-9
+    joblib.dump(table, tmp_path / fetch.CACHE_FILE, compress=6)
     with pytest.raises(DataError, match=r"X differs from the canonical data set \(sha256"):
-        fetch.fetch_dataset(sklearn_data_home)
+        fetch.fetch_dataset(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"a": 1}, r"holds a dict, not an array; delete it so that it is downloaded again"),
+        (
+            np.zeros((20640, 8)),
+            r"holds a float64 array of shape \(20640, 8\), not the \(20640, 9\) float64 table",
+        ),
+        (np.zeros((20640, 9), dtype="f4"), r"holds a float32 array of shape \(20640, 9\)"),
+    ],
+)
+def test_cache_that_is_not_the_table_says_to_delete_it(tmp_path, table, message):
+    import joblib
+
+    joblib.dump(table, tmp_path / fetch.CACHE_FILE)
+    with pytest.raises(DataError, match=message):
+        fetch.fetch_dataset(tmp_path)
+
+
+def test_reading_the_cache_gives_scikit_learns_arrays_bit_for_bit(sklearn_data_home):
+    X, y = sklearn.datasets.fetch_california_housing(
+        data_home=str(sklearn_data_home), download_if_missing=False, return_X_y=True
+    )
+    data = fetch.dataset_from_table(_cached_table(sklearn_data_home), "cache")
+    assert data.X.tobytes() == np.ascontiguousarray(X).tobytes()
+    assert data.y.tobytes() == np.ascontiguousarray(y).tobytes()
+
+
+def test_download_goes_through_scikit_learns_fetcher_then_reads_its_cache(
+    sklearn_data_home, tmp_path, monkeypatch
+):
+    calls = []
+
+    def fetcher(**kwargs):  # what the real one leaves behind: its cache file
+        calls.append(kwargs)
+        (tmp_path / fetch.CACHE_FILE).write_bytes(
+            (sklearn_data_home / fetch.CACHE_FILE).read_bytes()
+        )
+
+    monkeypatch.setattr(sklearn.datasets, "fetch_california_housing", fetcher)
+    data = fetch.fetch_dataset(tmp_path)
+    assert [c["data_home"] for c in calls] == [str(tmp_path)]
+    assert data.X.shape == (20640, 8)
+    fetch.fetch_dataset(tmp_path)  # cached now: no second download
+    assert len(calls) == 1
+
+
+def test_a_fetcher_that_writes_no_cache_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(sklearn.datasets, "fetch_california_housing", lambda **kwargs: None)
+    with pytest.raises(DataError, match=r"cal_housing_py3.pkz: scikit-learn's fetcher did not"):
+        fetch.fetch_dataset(tmp_path)
+
+
+def test_data_home_is_found_as_scikit_learn_finds_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCIKIT_LEARN_DATA", str(tmp_path / "env"))
+    assert fetch.resolve_data_home() == tmp_path / "env"
+    assert fetch.resolve_data_home(tmp_path / "given") == tmp_path / "given"
+    assert str(fetch.resolve_data_home()) == sklearn.datasets.get_data_home()
+    monkeypatch.delenv("SCIKIT_LEARN_DATA")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert fetch.resolve_data_home() == tmp_path / "scikit_learn_data"
 
 
 def test_fetch_real_data(sklearn_data_home):
