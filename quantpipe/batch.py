@@ -24,7 +24,7 @@ from typing import TextIO
 import numpy as np
 
 from quantpipe import cli
-from quantpipe.errors import InputError
+from quantpipe.errors import InputError, PredictionError
 from quantpipe.io import atomic_path
 from quantpipe.registry import ModelRegistry
 
@@ -196,7 +196,11 @@ def _body(args: argparse.Namespace) -> None:
             tmp = stack.enter_context(atomic_path(args.output))
             sink = stack.enter_context(open(tmp, "w", encoding="utf-8"))
         for X in read_chunks(source, names, args.format, args.chunk_rows):
-            sink.write(format_predictions(model.predict(X)))
+            try:
+                predictions = model.predict(X)
+            except PredictionError as exc:  # name the input's row, counting from 1
+                raise PredictionError(rows + exc.row + 1, exc.value, "input row") from None
+            sink.write(format_predictions(predictions))
             rows += len(X)
             log.debug("%d rows", rows)
         sink.flush()

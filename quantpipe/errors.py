@@ -37,6 +37,26 @@ class InputError(QuantpipeError):
     """Rows to predict that are not what the model takes."""
 
 
+class PredictionError(InputError):
+    """Finite inputs whose prediction is not a finite number (too large for the model).
+
+    Attributes
+    ----------
+    row : int
+        The first such row of the batch, 0-based.
+    value : float
+        Its prediction (``inf``, ``-inf`` or ``nan``).
+    """
+
+    def __init__(self, row: int, value: float, where: str = "row"):
+        super().__init__(
+            f"{where} {row}: the prediction is {value}, not a finite number "
+            "(an input is too large for the model)"
+        )
+        self.row = row
+        self.value = value
+
+
 class RequestError(Exception):
     """A request the server refuses, with the HTTP status to answer (a 4xx, as JSON)."""
 

@@ -11,8 +11,27 @@ from typing import Any
 
 import numpy as np
 
+from quantpipe.errors import PredictionError
 from quantpipe.quant.integer import IntegerLinear
 from quantpipe.quant.linear import predict
+
+
+def finite_predictions(predictions: np.ndarray) -> np.ndarray:
+    """``predictions``, shape (n_samples,), if every one is a finite number.
+
+    Finite inputs can still overflow (``1.7e308`` times a coefficient above 1): the
+    prediction is then infinite or NaN, which no caller can use or even write as JSON.
+
+    Raises
+    ------
+    PredictionError
+        Naming the first row (0-based) whose prediction is not finite.
+    """
+    finite = np.isfinite(predictions)
+    if not finite.all():
+        row = int(np.argmin(finite))
+        raise PredictionError(row, float(predictions[row]))
+    return predictions
 
 
 @dataclass(frozen=True)
@@ -46,8 +65,13 @@ class LinearModel:
         """Predictions for ``X`` of shape (n_samples, n_features); returns shape (n_samples,).
 
         ``threads`` > 1 splits a large batch over threads; the result is the same bits.
+
+        Raises
+        ------
+        PredictionError
+            If a prediction overflows (:func:`finite_predictions`).
         """
-        return predict(X, self.weights, self.intercept, threads=threads)
+        return finite_predictions(predict(X, self.weights, self.intercept, threads=threads))
 
     def saturated_rows(self, X: np.ndarray) -> int:
         """Rows whose inputs a float model must clip: none."""
@@ -68,8 +92,13 @@ class IntegerModel:
         """Predictions for ``X`` of shape (n_samples, n_features); returns shape (n_samples,).
 
         Integer arithmetic runs on one thread (``threads`` is accepted for a common API).
+
+        Raises
+        ------
+        PredictionError
+            If a prediction is not finite (:func:`finite_predictions`).
         """
-        return self.model.predict(X)
+        return finite_predictions(self.model.predict(X))
 
     def saturated_rows(self, X: np.ndarray) -> int:
         """Rows with a feature outside the calibrated input range (clipped to it)."""

@@ -26,9 +26,10 @@ import numpy as np
 from quantpipe import cli, exact, paths
 from quantpipe.data import TARGET_NAME, load_dataset
 from quantpipe.drift import Reference, bin_shares, build_reference, feature_drift
-from quantpipe.errors import DataError, DriftAlert
+from quantpipe.errors import DataError, DriftAlert, PredictionError
 from quantpipe.io import write_json, write_text
 from quantpipe.metrics import accuracy
+from quantpipe.models import Model
 from quantpipe.params import MonitorParams, load_params
 from quantpipe.registry import ModelRegistry
 
@@ -113,6 +114,17 @@ def read_batch(path: Path, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray
     raise DataError(f"{path}: use a .csv file with a header, or a .npz dataset")
 
 
+def _predict_rows(model: Model, X: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``model``'s predictions for ``X[rows]``, ``rows`` a boolean mask.
+
+    An overflow names the row of the batch itself, not of ``X[rows]``.
+    """
+    try:
+        return model.predict(X[rows])
+    except PredictionError as exc:
+        raise PredictionError(int(np.flatnonzero(rows)[exc.row]), exc.value, "batch row") from None
+
+
 def monitor_report(
     X_train: np.ndarray,
     X: np.ndarray,
@@ -155,7 +167,7 @@ def monitor_report(
     train_pred = fp64.predict(X_train)
     report: dict[str, Any] = {"rows": int(X.shape[0]), "complete_rows": int(complete.sum())}
     if complete.any():
-        pred = fp64.predict(X[complete])
+        pred = _predict_rows(fp64, X, complete)
         pred_ref = build_reference(train_pred[:, None], ("prediction",), params.bins)
         stats = feature_drift(pred_ref, pred[:, None], train_pred[:, None])["prediction"]
         report["predictions"] = {
@@ -170,7 +182,7 @@ def monitor_report(
                 name: {
                     k: v
                     for k, v in accuracy(
-                        y[complete], registry.get(name).predict(X[complete])
+                        y[complete], _predict_rows(registry.get(name), X, complete)
                     ).items()
                     if k in ("r2", "mse")
                 }

@@ -48,7 +48,8 @@ class IntegerLinear:
         outside the calibrated range in some feature, shape (n_samples,) bool.
         """
         levels = 2**self.bits - 1
-        codes = np.rint((np.asarray(X, dtype=np.float64) - self.input_lo) / self.input_scale)
+        with np.errstate(over="ignore"):  # an input past float64's range saturates, as any
+            codes = np.rint((np.asarray(X, dtype=np.float64) - self.input_lo) / self.input_scale)
         saturated = ((codes < 0) | (codes > levels)).any(axis=1)
         return np.clip(codes, 0, levels).astype(np.int64), saturated
 
