@@ -4,15 +4,24 @@ Endpoints: ``GET /v2/health/live``, ``/v2/health/ready``, ``/v2``,
 ``/v2/models/{name}[/versions/{v}]``, ``/v2/models/{name}[/versions/{v}]/ready``,
 ``POST /v2/models/{name}[/versions/{v}]/infer``, and Prometheus metrics at ``/metrics``.
 The handlers are module-level functions; what they share (the registry, the metrics, the
-drift window, the body limit) is the app's ``state.server``.
+drift window, the limits) is the app's ``state.server``.
+
+Every answer is JSON, failures included: a 4xx names the problem; anything unexpected is
+logged with its traceback and answered with a counted JSON 500. An infer body larger than
+:data:`OFFLOAD_BYTES` is parsed and predicted in one of :data:`LARGE_AT_ONCE` worker
+threads, so that health checks and small requests are answered meanwhile (orjson and numpy
+hold the GIL while they decode, so a body's size also bounds the pause it can cause: hence
+a JSON body limit well below the binary one).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +29,15 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from quantpipe import __version__
 from quantpipe.drift import Reference, load_reference
-from quantpipe.errors import RequestError
+from quantpipe.errors import InputError, RequestError
 from quantpipe.registry import ModelRegistry
 from quantpipe.serve.protocol import (
     EXTENSIONS,
@@ -36,18 +47,29 @@ from quantpipe.serve.protocol import (
     OUTPUT_NAME,
     PLATFORM,
     SERVER_NAME,
+    cut,
     infer_response,
     parse_infer_request,
+    shorten,
+    whole_number,
 )
 from quantpipe.serve.telemetry import DriftWindow, Metrics
 
 log = logging.getLogger("quantpipe.serve")
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+#: A JSON body (or a binary request's JSON header) decodes to about 17 bytes of Python
+#: objects per byte: its own, lower limit.
+DEFAULT_MAX_JSON_BYTES = 8 * 1024 * 1024
 DEFAULT_DRIFT_WINDOW = 10_000
+#: Infer bodies above this many bytes are parsed and predicted off the event loop.
+OFFLOAD_BYTES = 64 * 1024
+#: Large infer bodies decoded at once per worker process; the others wait their turn.
+LARGE_AT_ONCE = 2
 # With --workers > 1, each worker process builds its app from these.
 ENV_MODELS_DIR = "QUANTPIPE_MODELS_DIR"
 ENV_MAX_BODY = "QUANTPIPE_MAX_BODY_BYTES"
+ENV_MAX_JSON = "QUANTPIPE_MAX_JSON_BYTES"
 ENV_DRIFT_WINDOW = "QUANTPIPE_DRIFT_WINDOW"
 
 
@@ -59,6 +81,10 @@ class Server:
     metrics: Metrics
     drift: DriftWindow | None
     max_body_bytes: int
+    max_json_bytes: int
+    large: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(LARGE_AT_ONCE, "quantpipe-infer")
+    )
 
     @property
     def n_features(self) -> int:
@@ -85,11 +111,13 @@ def _resolve(request: Request, endpoint: str) -> str:
     version = request.path_params.get("version")
     if name not in server.registry:
         server.metrics.count(name, endpoint, 404)
-        raise RequestError(404, f"unknown model {name!r}; available: {', '.join(server.registry)}")
+        raise RequestError(
+            404, f"unknown model {shorten(name)}; available: {', '.join(server.registry)}"
+        )
     if version is not None and version != MODEL_VERSION:
         server.metrics.count(name, endpoint, 404)
         raise RequestError(
-            404, f"model {name!r} has no version {version!r}; available: {MODEL_VERSION}"
+            404, f"model {name!r} has no version {shorten(version)}; available: {MODEL_VERSION}"
         )
     return name
 
@@ -139,38 +167,60 @@ async def model_ready(request: Request) -> Response:
     return _json({"name": name, "ready": True})
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestError(413, f"request body over the {limit}-byte limit")
+async def _read_body(request: Request, limit: int, what: str) -> bytes:
+    declared = whole_number(request.headers.get("content-length"))
+    if declared is not None and declared > limit:
+        raise RequestError(413, f"{what} over the {limit}-byte limit")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise RequestError(413, f"request body over the {limit}-byte limit")
+            raise RequestError(413, f"{what} over the {limit}-byte limit")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _answer(server: Server, name: str, body: bytes, header_length: str | None) -> Response:
+    """Parse, predict and format: the work of an infer request once its body is read."""
+    start = time.perf_counter()
+    parsed = parse_infer_request(body, header_length, server.n_features)
+    try:
+        predictions = server.registry.get(name).predict(parsed.X)
+    except InputError as exc:
+        raise RequestError(400, str(exc)) from None
+    if server.drift is not None:
+        server.drift.add(parsed.X)
+    content, headers = infer_response(name, parsed, predictions)
+    server.metrics.latency.labels(name).observe(time.perf_counter() - start)
+    server.metrics.rows.labels(name).inc(len(predictions))
+    return Response(content, headers=headers)
 
 
 async def infer(request: Request) -> Response:
     """``POST /v2/models/{name}/infer``: predictions for the rows sent."""
     server = _server(request)
     name = _resolve(request, "infer")
+    header_length = request.headers.get(HEADER_LENGTH)
     try:
-        body = await _read_body(request, server.max_body_bytes)
-        start = time.perf_counter()
-        parsed = parse_infer_request(body, request.headers.get(HEADER_LENGTH), server.n_features)
+        if header_length is None:
+            body = await _read_body(request, server.max_json_bytes, "JSON request body")
+        else:
+            body = await _read_body(request, server.max_body_bytes, "request body")
+            json_length = whole_number(header_length)
+            if json_length is not None and json_length > server.max_json_bytes:
+                raise RequestError(413, f"JSON header over the {server.max_json_bytes}-byte limit")
+        if len(body) <= OFFLOAD_BYTES:
+            response = _answer(server, name, body, header_length)
+        else:
+            loop = asyncio.get_running_loop()
+            response = await loop.run_in_executor(
+                server.large, _answer, server, name, body, header_length
+            )
     except RequestError as exc:
         server.metrics.count(name, "infer", exc.status)
         raise
-    predictions = server.registry.get(name).predict(parsed.X)
-    if server.drift is not None:
-        server.drift.add(parsed.X)
-    content, headers = infer_response(name, parsed, predictions)
-    server.metrics.latency.labels(name).observe(time.perf_counter() - start)
-    server.metrics.rows.labels(name).inc(len(predictions))
     server.metrics.count(name, "infer", 200)
-    return Response(content, headers=headers)
+    return response
 
 
 async def prometheus(request: Request) -> Response:
@@ -185,11 +235,56 @@ async def _request_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return _error(exc.status_code, f"{exc.detail}: {request.method} {request.url.path}")
+    response = _error(exc.status_code, f"{exc.detail}: {request.method} {cut(request.url.path)}")
+    response.headers.update(exc.headers or {})  # a 405's Allow
+    return response
+
+
+def _endpoint(request: Request) -> str:
+    """The metrics' endpoint label of a request: infer, ready, metadata or server."""
+    last = request.url.path.rstrip("/").rpartition("/")[2]
+    if last in ("infer", "ready") and "name" in request.path_params:
+        return last
+    return "metadata" if "name" in request.path_params else "server"
 
 
 async def _disconnected(request: Request, exc: Exception) -> Response:
     return _error(400, "client disconnected before sending the whole body")
+
+
+class CatchAll:
+    """ASGI middleware: the last resort, a counted JSON 500.
+
+    Anything no handler expected is logged with its traceback, counted, and answered with
+    a JSON 500. The server's one broad ``except``: Starlette's own last resort answers in
+    plain text, uncounted, and raises the exception again for the ASGI server to log twice.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Call the app; on an unexpected exception, answer 500 unless it had started to."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:  # the boundary: log, count, answer
+            request = Request(scope)
+            log.error("%s %s failed", request.method, cut(request.url.path), exc_info=exc)
+            name = request.path_params.get("name", "")
+            _server(request).metrics.count(name, _endpoint(request), 500)
+            if not started:
+                response = _error(500, "internal error; the server log has the details")
+                await response(scope, receive, send)
 
 
 def _routes() -> list[Route]:
@@ -213,6 +308,7 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     reference: Reference | None = None,
     drift_window: int = DEFAULT_DRIFT_WINDOW,
+    max_json_bytes: int = DEFAULT_MAX_JSON_BYTES,
 ) -> Starlette:
     """The ASGI application serving every model of ``registry``.
 
@@ -221,6 +317,8 @@ def create_app(
     registry : ModelRegistry
     max_body_bytes : int
         Larger infer bodies get 413.
+    max_json_bytes : int
+        Larger JSON infer bodies, or JSON headers of binary ones, get 413.
     reference : Reference, optional
         The training data's reference; with it, the last ``drift_window`` input rows are
         kept and scored for drift at ``/metrics``.
@@ -235,8 +333,11 @@ def create_app(
             HTTPException: _http_error,
             ClientDisconnect: _disconnected,
         },
+        middleware=[Middleware(CatchAll)],
     )
-    app.state.server = Server(registry, Metrics(list(registry), drift), drift, max_body_bytes)
+    app.router.redirect_slashes = False  # a redirect would go to whatever Host was sent
+    metrics = Metrics(list(registry), drift)
+    app.state.server = Server(registry, metrics, drift, max_body_bytes, max_json_bytes)
     return app
 
 
@@ -257,4 +358,5 @@ def app_from_environment() -> Starlette:
         int(os.environ.get(ENV_MAX_BODY, DEFAULT_MAX_BODY_BYTES)),
         load_drift_reference(models_dir),
         int(os.environ.get(ENV_DRIFT_WINDOW, DEFAULT_DRIFT_WINDOW)),
+        int(os.environ.get(ENV_MAX_JSON, DEFAULT_MAX_JSON_BYTES)),
     )

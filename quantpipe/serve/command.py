@@ -29,8 +29,10 @@ from quantpipe.registry import ModelRegistry
 from quantpipe.serve.app import (
     DEFAULT_DRIFT_WINDOW,
     DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_JSON_BYTES,
     ENV_DRIFT_WINDOW,
     ENV_MAX_BODY,
+    ENV_MAX_JSON,
     ENV_MODELS_DIR,
     create_app,
     load_drift_reference,
@@ -38,6 +40,7 @@ from quantpipe.serve.app import (
 from quantpipe.serve.telemetry import ENV_PROMETHEUS_DIR
 
 log = logging.getLogger("quantpipe.serve")
+DEFAULT_MAX_CONNECTIONS = 256
 
 
 def _body(args: argparse.Namespace) -> None:
@@ -45,6 +48,10 @@ def _body(args: argparse.Namespace) -> None:
 
     if args.workers < 1:
         raise QuantpipeError(f"--workers {args.workers} is not allowed; use 1 or more")
+    if args.max_connections < 1:
+        raise QuantpipeError(
+            f"--max-connections {args.max_connections} is not allowed; use 1 or more"
+        )
     if args.drift_window < 0:
         raise QuantpipeError(f"--drift-window {args.drift_window} is not allowed; use 0 or more")
     registry = ModelRegistry.from_directory(args.models_dir)  # fail here, in one line
@@ -62,15 +69,18 @@ def _body(args: argparse.Namespace) -> None:
         "log_level": "warning",
         "access_log": False,
         "server_header": False,
+        "limit_concurrency": args.max_connections,  # beyond it, 503: bounds held bodies
     }
     if args.workers == 1:
-        uvicorn.run(
-            create_app(registry, args.max_body_bytes, reference, args.drift_window), **options
+        app = create_app(
+            registry, args.max_body_bytes, reference, args.drift_window, args.max_json_bytes
         )
+        uvicorn.run(app, **options)
         return
     with tempfile.TemporaryDirectory(prefix="quantpipe-prometheus-") as prometheus_dir:
         os.environ[ENV_MODELS_DIR] = str(args.models_dir.resolve())
         os.environ[ENV_MAX_BODY] = str(args.max_body_bytes)
+        os.environ[ENV_MAX_JSON] = str(args.max_json_bytes)
         os.environ[ENV_DRIFT_WINDOW] = str(args.drift_window)
         os.environ[ENV_PROMETHEUS_DIR] = prometheus_dir
         factory = "quantpipe.serve.app:app_from_environment"
@@ -88,6 +98,18 @@ def main(argv: Sequence[str] | None = None, prog: str = "quantpipe serve") -> in
         type=int,
         default=DEFAULT_MAX_BODY_BYTES,
         help="larger infer requests get 413",
+    )
+    p.add_argument(
+        "--max-json-bytes",
+        type=int,
+        default=DEFAULT_MAX_JSON_BYTES,
+        help="larger JSON infer bodies (or JSON headers of binary ones) get 413",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help="open connections per worker; more get 503 (bounds the bodies held in memory)",
     )
     p.add_argument(
         "--workers",
