@@ -60,6 +60,7 @@ def test_reference_bins_are_training_deciles():
     arrays(np.float64, st.integers(1, 60), elements=st.integers(-5, 5).map(float)),
     arrays(np.float64, st.integers(1, 60), elements=st.floats(-6, 6, width=64)),
 )
+@pytest.mark.filterwarnings("ignore:ks_2samp. Exact calculation unsuccessful:RuntimeWarning")
 def test_ks_two_sample_is_scipys_exact_statistic(a, b):
     assert ks_two_sample(a, b) == ks_2samp(a, b, method="exact").statistic
 
