@@ -29,6 +29,7 @@ from quantpipe.quant.codes import (
 )
 from quantpipe.quant.integer import IntegerLinear
 from quantpipe.quant.linear import SCALE_DTYPE, QuantizedLinear
+from quantpipe.variants import variant_kind
 
 FORMAT = "quantpipe-linear"
 FORMAT_VERSION = 1
@@ -306,12 +307,16 @@ def load_float_model(path: str | Path) -> LinearModel:
     return model
 
 
-def load_model(path: str | Path) -> Model:
+def load_model(path: str | Path, variant: str | None = None) -> Model:
     """Load a model file with numpy alone, never unpickling.
 
     Parameters
     ----------
     path : str or Path
+    variant : str, optional
+        The variant the file must hold (``q8`` for ``quantized/q8.npz``): its header's
+        variant, kind and code width are checked against the name, so that a file copied
+        over another is refused rather than scored or served under the wrong name.
 
     Returns
     -------
@@ -320,6 +325,24 @@ def load_model(path: str | Path) -> Model:
     Raises
     ------
     ModelFileError
-        If the file is missing, corrupt, truncated or not a model file of a known version.
+        If the file is missing, corrupt, truncated, not a model file of a known version, or
+        not the model ``variant`` names.
     """
-    return model_from_arrays(load_npz(path, ModelFileError), path)
+    model = model_from_arrays(load_npz(path, ModelFileError), path)
+    if variant is not None:
+        _check_variant(model, variant, Path(path))
+    return model
+
+
+def _check_variant(model: Model, variant: str, path: Path) -> None:
+    if model.variant != variant:
+        raise ModelFileError(
+            f"{path}: header says variant {model.variant!r}, file name says "
+            f"{variant!r}; rebuild it with `dvc repro`"
+        )
+    kind, bits = variant_kind(variant)
+    if model.header["kind"] != kind or (bits is not None and model.bits != bits):
+        raise ModelFileError(
+            f"{path}: holds a {model.bits}-bit {model.header['kind']} model, which is not "
+            f"{variant!r}; rebuild it with `dvc repro`"
+        )

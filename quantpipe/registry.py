@@ -104,12 +104,7 @@ class ModelRegistry:
             )
         models = {}
         for path in paths:
-            model = load_model(path)
-            if model.variant != path.stem:
-                raise ModelFileError(
-                    f"{path}: header says variant {model.variant!r}, file name says "
-                    f"{path.stem!r}; rebuild it with `dvc repro`"
-                )
+            model = load_model(path, path.stem)
             models[model.variant] = model
         features = {tuple(m.header["feature_names"]) for m in models.values()}
         if len(features) != 1:

@@ -52,7 +52,7 @@ def _body(args: argparse.Namespace) -> None:
     for item in stale:
         log.info("removed %s: params.yaml no longer asks for it", item)
     test = load_dataset(args.test)
-    float_model = load_model(args.model)
+    float_model = load_model(args.model, FLOAT_VARIANT)
     reference = float_model.predict(test.X)
     reports, predictions = {}, {}
     reports[FLOAT_VARIANT], predictions[FLOAT_VARIANT] = evaluate_model(
@@ -61,7 +61,7 @@ def _body(args: argparse.Namespace) -> None:
     for variant in variants:
         path = paths.variant_path(variant, args.quantized_dir)
         reports[variant], predictions[variant] = evaluate_model(
-            load_model(path), test.X, test.y, reference, path.stat().st_size
+            load_model(path, variant), test.X, test.y, reference, path.stat().st_size
         )
     for name, report in reports.items():
         write_json(args.eval_dir / f"{name}.json", report)

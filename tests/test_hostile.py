@@ -13,6 +13,7 @@ import threading
 import numpy as np
 import pytest
 
+from quantpipe.data import FEATURE_NAMES
 from quantpipe.errors import PredictionError
 from quantpipe.models import finite_predictions
 from quantpipe.registry import ModelRegistry
@@ -200,3 +201,50 @@ def test_max_connections_must_be_positive(models, capsys):
 
     assert command.main(["--models-dir", str(models), "--max-connections", "0"]) == 1
     assert capsys.readouterr().err == ("error: --max-connections 0 is not allowed; use 1 or more\n")
+
+
+# -- a model file under another model's name ---------------------------------------------------
+
+
+def test_a_model_file_copied_over_another_is_refused_wherever_it_is_loaded(tmp_path):
+    from quantpipe.errors import ModelFileError
+    from quantpipe.modelfile import load_model
+
+    served = write_models(tmp_path / "models")
+    quantized = served / "quantized"
+    (quantized / "q8.npz").write_bytes((quantized / "q16.npz").read_bytes())
+    message = r"q8.npz: header says variant 'q16', file name says 'q8'; rebuild it"
+    with pytest.raises(ModelFileError, match=message):
+        load_model(quantized / "q8.npz", "q8")
+    with pytest.raises(ModelFileError, match=message):
+        ModelRegistry.from_directory(served)
+    (served / "fp64.npz").write_bytes((quantized / "q16.npz").read_bytes())
+    with pytest.raises(ModelFileError, match=r"fp64.npz: header says variant 'q16', file name"):
+        load_model(served / "fp64.npz", "fp64")  # as evaluate loads it
+
+
+def test_a_header_whose_width_is_not_its_names_is_refused(tmp_path):
+    from quantpipe.errors import ModelFileError
+    from quantpipe.modelfile import load_model, quantized_model_arrays, save_model
+    from quantpipe.quant.linear import quantize_linear
+    from tests.models import COEF, INTERCEPT, MEAN, SCHEME, STD
+
+    q16 = quantize_linear(COEF, INTERCEPT, MEAN, STD, bits=16)
+    arrays = quantized_model_arrays(q16, "q8", tuple(FEATURE_NAMES), SCHEME, (MEAN, STD), {})
+    save_model(tmp_path / "q8.npz", arrays)
+    with pytest.raises(ModelFileError, match=r"holds a 16-bit quantized model, which is not 'q8'"):
+        load_model(tmp_path / "q8.npz", "q8")
+    assert load_model(tmp_path / "q8.npz").bits == 16  # without a name, nothing to check
+
+
+def test_variant_kind_of_every_kind_of_name():
+    from quantpipe.variants import variant_kind
+
+    assert [variant_kind(n) for n in ("fp64", "q8", "q4i", "bfloat16")] == [
+        ("float", None),
+        ("quantized", 8),
+        ("integer", 4),
+        ("cast", None),
+    ]
+    with pytest.raises(ValueError, match=r"'q8x' is not a model variant"):
+        variant_kind("q8x")
