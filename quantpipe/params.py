@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from quantpipe import paths, variants
 from quantpipe.errors import ParamsError
 from quantpipe.quant.casts import CASTS
@@ -26,8 +24,10 @@ from quantpipe.validate import (
     is_int,
     mapping,
     non_negative,
+    show,
     validate_bits,
 )
+from quantpipe.yamlread import read_yaml
 
 SCHEMES = ("symmetric", "asymmetric")
 GRANULARITIES = ("per-tensor", "per-channel")
@@ -201,7 +201,8 @@ def _validate_gate(raw: Any) -> GateParams:
     for variant, limits in gate.items():
         if not isinstance(variant, str) or not variants.DERIVED_VARIANT.fullmatch(variant):
             raise ParamsError(
-                f"params.yaml: gate has key {variant!r}; use variant names such as q8, q8i, float16"
+                f"params.yaml: gate has key {show(variant)}; "
+                "use variant names such as q8, q8i, float16"
             )
         limits = mapping(limits, f"gate.{variant}")
         if not limits:
@@ -230,13 +231,13 @@ def _validate_monitor(raw: Any) -> MonitorParams:
     batch = mon["batch"]
     if not isinstance(batch, str) or not batch.endswith((".csv", ".npz")):
         raise ParamsError(
-            f"params.yaml: monitor.batch = {batch!r} is not allowed; use the path of a .csv "
+            f"params.yaml: monitor.batch = {show(batch)} is not allowed; use the path of a .csv "
             "or .npz file, e.g. data/split/test.npz"
         )
     bins = mon["bins"]
     if not is_int(bins) or not 2 <= bins <= 100:
         raise ParamsError(
-            f"params.yaml: monitor.bins = {bins!r} is not allowed; use an integer from 2 to 100"
+            f"params.yaml: monitor.bins = {show(bins)} is not allowed; use an integer from 2 to 100"
         )
     return MonitorParams(
         batch=batch,
@@ -304,7 +305,8 @@ def _validate_data(raw: Any) -> DataParams:
     seed = data["seed"]
     if not is_int(seed) or not 0 <= seed < 2**32:
         raise ParamsError(
-            f"params.yaml: data.seed = {seed!r} is not allowed; use an integer from 0 to 2**32 - 1"
+            f"params.yaml: data.seed = {show(seed)} is not allowed; "
+            "use an integer from 0 to 2**32 - 1"
         )
     test_size = data["test_size"]
     if (
@@ -313,7 +315,7 @@ def _validate_data(raw: Any) -> DataParams:
         or not 0.0 < test_size < 1.0
     ):
         raise ParamsError(
-            f"params.yaml: data.test_size = {test_size!r} is not allowed; "
+            f"params.yaml: data.test_size = {show(test_size)} is not allowed; "
             "use a fraction strictly between 0 and 1, e.g. 0.2"
         )
     return DataParams(seed=seed, test_size=test_size)
@@ -322,7 +324,7 @@ def _validate_data(raw: Any) -> DataParams:
 def _percentile(value: Any) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool) or not 50 < value <= 100:
         raise ParamsError(
-            f"params.yaml: integer.percentile = {value!r} is not allowed; use a number "
+            f"params.yaml: integer.percentile = {show(value)} is not allowed; use a number "
             "above 50 and at most 100, e.g. 99.99"
         )
     return float(value)
@@ -346,16 +348,8 @@ def load_params(path: str | Path = paths.PARAMS) -> Params:
         If the file is missing, is not valid YAML, or fails :func:`validate_params`.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not path.is_file():
         raise ParamsError(
             f"{path}: not found; run from the repository root, where params.yaml lives"
-        ) from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ParamsError(f"{path}: not valid YAML{where}; fix the syntax") from None
-    return validate_params(raw)
+        )
+    return validate_params(read_yaml(path, ParamsError))

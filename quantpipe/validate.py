@@ -8,11 +8,21 @@ from __future__ import annotations
 
 import difflib
 import math
+import reprlib
 from collections.abc import Mapping
 from typing import Any
 
 from quantpipe.errors import ParamsError
 from quantpipe.quant.codes import MAX_BITS, MIN_BITS, check_bits
+
+
+def show(value: Any) -> str:
+    """``repr`` of a value from the file, cut short: an error line stays one short line."""
+    short = reprlib.Repr()
+    short.maxlevel, short.maxlist, short.maxdict = 3, 6, 4
+    short.maxstring = short.maxother = 40
+    text = short.repr(value)
+    return text if len(text) <= 60 else text[:56] + " ..."
 
 
 def fix_for(key: Any, allowed: tuple[str, ...], what: str = "allowed keys") -> str:
@@ -49,7 +59,8 @@ def choice(value: Any, allowed: tuple[str, ...], where: str) -> str:
     """``value`` if it is one of ``allowed``."""
     if value not in allowed:
         raise ParamsError(
-            f"params.yaml: {where} = {value!r} is not allowed; use one of: " + ", ".join(allowed)
+            f"params.yaml: {where} = {show(value)} is not allowed; use one of: "
+            + ", ".join(allowed)
         )
     return value
 
@@ -57,7 +68,7 @@ def choice(value: Any, allowed: tuple[str, ...], where: str) -> str:
 def flag(value: Any, where: str) -> bool:
     """``value`` if it is ``true`` or ``false``."""
     if not isinstance(value, bool):
-        raise ParamsError(f"params.yaml: {where} = {value!r} is not allowed; use true or false")
+        raise ParamsError(f"params.yaml: {where} = {show(value)} is not allowed; use true or false")
     return value
 
 
@@ -65,10 +76,10 @@ def distinct_choices(value: Any, allowed: tuple[str, ...], where: str) -> tuple[
     """A list of distinct values of ``allowed`` (maybe empty), as a tuple."""
     use = f"a list of distinct values from: {', '.join(allowed)} (may be empty: [])"
     if not isinstance(value, list) or len(set(map(repr, value))) != len(value):
-        raise ParamsError(f"params.yaml: {where} = {value!r} is not allowed; use {use}")
+        raise ParamsError(f"params.yaml: {where} = {show(value)} is not allowed; use {use}")
     for i, item in enumerate(value):
         if item not in allowed:
-            raise ParamsError(f"params.yaml: {where}[{i}] = {item!r} is not allowed; use {use}")
+            raise ParamsError(f"params.yaml: {where}[{i}] = {show(item)} is not allowed; use {use}")
     return tuple(value)
 
 
@@ -101,12 +112,14 @@ def validate_bits(
         else f"a non-empty list of distinct integers from {MIN_BITS} to {MAX_BITS}, e.g. [8, 16]"
     )
     if not isinstance(value, list) or (not value and not allow_empty):
-        raise ParamsError(f"params.yaml: {where} = {value!r} is not allowed; use {allowed}")
+        raise ParamsError(f"params.yaml: {where} = {show(value)} is not allowed; use {allowed}")
     for i, bits in enumerate(value):
         if not _is_width(bits):
-            raise ParamsError(f"params.yaml: {where}[{i}] = {bits!r} is not allowed; use {allowed}")
+            raise ParamsError(
+                f"params.yaml: {where}[{i}] = {show(bits)} is not allowed; use {allowed}"
+            )
     if len(set(value)) != len(value):
-        raise ParamsError(f"params.yaml: {where} = {value!r} repeats a width; use {allowed}")
+        raise ParamsError(f"params.yaml: {where} = {show(value)} repeats a width; use {allowed}")
     return tuple(value)
 
 
@@ -144,5 +157,5 @@ def non_negative(value: Any, where: str, strictly: bool = False) -> float:
     )
     if not ok:
         kind = "a number > 0" if strictly else "a number >= 0"
-        raise ParamsError(f"params.yaml: {where} = {value!r} is not allowed; use {kind}")
+        raise ParamsError(f"params.yaml: {where} = {show(value)} is not allowed; use {kind}")
     return float(value)

@@ -249,3 +249,67 @@ def test_dvc_yaml_lists_only_keys_that_exist():
         section, _, name = key.partition(".")
         assert section in params, key
         assert not name or name in params[section], key
+
+
+# -- the file itself: read strictly ------------------------------------------------------------
+
+
+def _committed_with(tmp_path, old: str, new: str):
+    text = (REPO_ROOT / "params.yaml").read_text()
+    assert old in text
+    path = tmp_path / "params.yaml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def test_a_key_given_twice_is_refused_with_its_line(tmp_path):
+    path = _committed_with(tmp_path, "  seed: 42 ", "  seed: 42\n  seed: 7 ")
+    line = next(i for i, t in enumerate(path.read_text().splitlines(), 1) if "seed: 7" in t)
+    with pytest.raises(
+        ParamsError, match=rf"params.yaml: not valid YAML at line {line}: the key 'seed' is given"
+    ):
+        load_params(path)
+
+
+def test_an_alias_is_refused_before_it_can_expand(tmp_path):
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n"
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+    path = tmp_path / "params.yaml"
+    path.write_text(bomb)
+    with pytest.raises(ParamsError, match=r"at line 2: an alias \(\*a\) is not allowed; fix it$"):
+        load_params(path)
+
+
+def test_a_file_that_is_not_utf8_is_one_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_bytes(b"data:\n  seed: 4\xe92\n")
+    with pytest.raises(ParamsError, match=r"params.yaml: byte 15 is not UTF-8 text; save the"):
+        load_params(path)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("  seed: 42 ", "  seed: 42.0 ", r"data.seed = 42.0 is not allowed"),
+        ("  standardize: true ", "  standardize: 1 ", r"standardize = 1 is not allowed"),
+    ],
+)
+def test_values_dvc_finds_equal_are_still_refused(tmp_path, old, new, message):
+    """DVC compares params by value (42.0 == 42, 1 == true), so only the params stage's dep
+    on the file's bytes runs this check in `dvc repro`; dvc.yaml must keep that dep."""
+    with pytest.raises(ParamsError, match=message):
+        load_params(_committed_with(tmp_path, old, new))
+    stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+    assert "params.yaml" in stages["params"]["deps"]
+
+
+def test_a_huge_value_gives_a_short_line(tmp_path):
+    huge = f"  scheme: {[list(range(50))] * 50} "
+    path = _committed_with(tmp_path, "  scheme: symmetric ", huge)
+    with pytest.raises(ParamsError) as info:
+        load_params(path)
+    assert len(str(info.value)) < 200
+    assert str(info.value).startswith("params.yaml: quantize.scheme = [[0, 1, 2, 3, 4, 5, ...], [")
+    assert str(info.value).endswith(" ... is not allowed; use one of: symmetric, asymmetric")
