@@ -1,8 +1,25 @@
-"""Exceptions raised by quantpipe's library code.
+"""Exceptions raised by quantpipe's library code, and how their messages quote values.
 
 The command-line layer (:mod:`quantpipe.cli`) turns each of them into one line on stderr and a
 non-zero exit; library code never prints and never exits.
 """
+
+import reprlib
+from typing import Any
+
+
+def show(value: Any) -> str:
+    """``repr`` of a value a user or client sent, cut short, for an error message.
+
+    Safe for any value: strings are cut before they are copied, containers are shown three
+    levels deep at most (``repr`` of JSON nested 1,000 deep would raise ``RecursionError``),
+    and the result is at most 60 characters, so an error stays one short line.
+    """
+    short = reprlib.Repr()
+    short.maxlevel, short.maxlist, short.maxdict = 3, 6, 4
+    short.maxstring = short.maxother = 40
+    text = short.repr(value)
+    return text if len(text) <= 60 else text[:56] + " ..."
 
 
 class QuantpipeError(Exception):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from quantpipe import paths, variants
-from quantpipe.errors import ParamsError
+from quantpipe.errors import ParamsError, show
 from quantpipe.quant.casts import CASTS
 from quantpipe.validate import (
     check_keys,
@@ -24,7 +24,6 @@ from quantpipe.validate import (
     is_int,
     mapping,
     non_negative,
-    show,
     validate_bits,
 )
 from quantpipe.yamlread import read_yaml

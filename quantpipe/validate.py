@@ -8,21 +8,11 @@ from __future__ import annotations
 
 import difflib
 import math
-import reprlib
 from collections.abc import Mapping
 from typing import Any
 
-from quantpipe.errors import ParamsError
+from quantpipe.errors import ParamsError, show
 from quantpipe.quant.codes import MAX_BITS, MIN_BITS, check_bits
-
-
-def show(value: Any) -> str:
-    """``repr`` of a value from the file, cut short: an error line stays one short line."""
-    short = reprlib.Repr()
-    short.maxlevel, short.maxlist, short.maxdict = 3, 6, 4
-    short.maxstring = short.maxother = 40
-    text = short.repr(value)
-    return text if len(text) <= 60 else text[:56] + " ..."
 
 
 def fix_for(key: Any, allowed: tuple[str, ...], what: str = "allowed keys") -> str:

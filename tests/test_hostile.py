@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from quantpipe.data import FEATURE_NAMES
-from quantpipe.errors import PredictionError
+from quantpipe.errors import PredictionError, show
 from quantpipe.models import finite_predictions
 from quantpipe.registry import ModelRegistry
 from quantpipe.serve import app as app_module
 from quantpipe.serve.app import create_app
-from quantpipe.serve.protocol import shorten, whole_number
+from quantpipe.serve.protocol import whole_number
 from tests.models import rows, write_models
 from tests.test_predict import run_predict
 from tests.test_serve import InProcess, binary_request, infer_body
@@ -57,10 +57,10 @@ DEEP = _deep(900)
 @pytest.mark.parametrize(
     ("case", "body", "message"),
     [
-        ("name", _tensor(name=DEEP), "'name' must be a string of 1 to 256 characters, not a list"),
-        ("datatype", _tensor(datatype=DEEP), "datatype a list of 1 item(s) is not supported"),
-        ("shape", _tensor(shape=DEEP), "shape a list of 1 item(s) is not allowed"),
-        ("output", {**_tensor(), "outputs": [{"name": DEEP}]}, "unknown output a list of 1"),
+        ("name", _tensor(name=DEEP), "'name' must be a string of 1 to 256 characters, not [[[["),
+        ("datatype", _tensor(datatype=DEEP), "datatype [[[[...]]]] is not supported"),
+        ("shape", _tensor(shape=DEEP), "shape [[[[...]]]] is not allowed"),
+        ("output", {**_tensor(), "outputs": [{"name": DEEP}]}, "unknown output [[[[...]]]];"),
         ("id", {**_tensor(), "id": DEEP}, "'id' must be a string"),
     ],
 )
@@ -86,12 +86,13 @@ def test_whole_number_takes_ascii_digits_only():
     assert [whole_number(t) for t in ("²", "١٢", "1" * 19, "", "+1", None)] == [None] * 6
 
 
-def test_shorten_is_short_for_any_value():
-    assert shorten("n" * 10**6) == "'nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn…"
-    assert shorten([1, 2.5, "x"]) == "[1, 2.5, 'x']"
-    assert shorten(DEEP) == "a list of 1 item(s)"
-    assert shorten({"a": DEEP}) == "an object of 1 key(s)"
-    assert shorten(list(range(9))) == "a list of 9 item(s)"
+def test_show_is_short_for_any_value():
+    assert show("n" * 10**6) == "'" + "n" * 17 + "..." + "n" * 18 + "'"
+    assert show([1, 2.5, "x"]) == "[1, 2.5, 'x']"
+    assert show(DEEP) == "[[[[...]]]]"
+    assert show({"a": DEEP}) == "{'a': [[[...]]]}"
+    assert show(list(range(9))) == "[0, 1, 2, 3, 4, 5, ...]"
+    assert len(show([["x" * 50] * 6] * 6)) == 60
 
 
 def test_an_unexpected_failure_is_a_counted_json_500(app, monkeypatch):

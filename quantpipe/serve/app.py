@@ -37,7 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from quantpipe import __version__
 from quantpipe.drift import Reference, load_reference
-from quantpipe.errors import InputError, RequestError
+from quantpipe.errors import InputError, RequestError, show
 from quantpipe.registry import ModelRegistry
 from quantpipe.serve.protocol import (
     EXTENSIONS,
@@ -50,7 +50,6 @@ from quantpipe.serve.protocol import (
     cut,
     infer_response,
     parse_infer_request,
-    shorten,
     whole_number,
 )
 from quantpipe.serve.telemetry import DriftWindow, Metrics
@@ -112,12 +111,12 @@ def _resolve(request: Request, endpoint: str) -> str:
     if name not in server.registry:
         server.metrics.count(name, endpoint, 404)
         raise RequestError(
-            404, f"unknown model {shorten(name)}; available: {', '.join(server.registry)}"
+            404, f"unknown model {show(name)}; available: {', '.join(server.registry)}"
         )
     if version is not None and version != MODEL_VERSION:
         server.metrics.count(name, endpoint, 404)
         raise RequestError(
-            404, f"model {name!r} has no version {shorten(version)}; available: {MODEL_VERSION}"
+            404, f"model {name!r} has no version {show(version)}; available: {MODEL_VERSION}"
         )
     return name
 

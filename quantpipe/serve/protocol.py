@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from quantpipe.errors import RequestError
+from quantpipe.errors import RequestError, show
 
 SERVER_NAME = "quantpipe"
 MODEL_VERSION = "1"
@@ -42,32 +42,9 @@ class InferRequest:
     binary_output: bool
 
 
-def shorten(value: Any, limit: int = 40) -> str:
-    """A client-sent value for an error message: short, and safe to build for any value.
-
-    Strings are cut before ``repr`` (a 10 MB name costs nothing), and a container is shown
-    only if it is a short list of scalars: ``repr`` of JSON nested 1,000 deep would raise
-    ``RecursionError``, and the message must never be the problem.
-    """
-    if isinstance(value, str):
-        text = repr(value[:limit])
-    elif isinstance(value, dict):
-        return f"an object of {len(value)} key(s)"
-    elif isinstance(value, list):
-        if len(value) > 8 or not all(v is None or isinstance(v, SCALARS) for v in value):
-            return f"a list of {len(value)} item(s)"
-        text = "[" + ", ".join(shorten(v, limit) for v in value) + "]"
-    else:
-        text = repr(value)
-    return cut(text, limit)
-
-
 def cut(text: str, limit: int = 80) -> str:
     """``text``, or its first ``limit - 1`` characters and an ellipsis."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-SCALARS = (str, int, float, bool)
 
 
 def _name(tensor: dict[str, Any]) -> str:
@@ -75,7 +52,7 @@ def _name(tensor: dict[str, Any]) -> str:
     name = tensor.get("name")
     if not isinstance(name, str) or not 1 <= len(name) <= 256:
         raise RequestError(
-            400, f"the input's 'name' must be a string of 1 to 256 characters, not {shorten(name)}"
+            400, f"the input's 'name' must be a string of 1 to 256 characters, not {show(name)}"
         )
     return name
 
@@ -107,7 +84,7 @@ def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     if length is None or length > len(body):
         raise RequestError(
             400,
-            f"Inference-Header-Content-Length {shorten(header_length)} must be a whole number no "
+            f"Inference-Header-Content-Length {show(header_length)} must be a whole number no "
             f"larger than the body ({len(body)} bytes)",
         )
     return body[:length], body[length:]
@@ -162,7 +139,7 @@ def parse_infer_request(body: bytes, header_length: str | None, n_features: int)
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise RequestError(400, f"'inputs' must be a list of one tensor, {INPUT_NAME!r}")
     tensor = inputs[0]
-    where = f"input {shorten(_name(tensor))}"
+    where = f"input {show(_name(tensor))}"
     datatype, n = _datatype_and_rows(tensor, where, n_features)
     X = _tensor_values(tensor, where, datatype, (n, n_features), json_part, tail)
     if not np.isfinite(X).all():
@@ -194,7 +171,7 @@ def _datatype_and_rows(tensor: dict[str, Any], where: str, n_features: int) -> t
     datatype = tensor.get("datatype")
     if not isinstance(datatype, str) or datatype not in DTYPES:
         raise RequestError(
-            400, f"{where}: datatype {shorten(datatype)} is not supported; use FP64 or FP32"
+            400, f"{where}: datatype {show(datatype)} is not supported; use FP64 or FP32"
         )
     shape = tensor.get("shape")
     if (
@@ -206,7 +183,7 @@ def _datatype_and_rows(tensor: dict[str, Any], where: str, n_features: int) -> t
     ):
         raise RequestError(
             400,
-            f"{where}: shape {shorten(shape)} is not allowed; use [n, {n_features}] with n >= 1",
+            f"{where}: shape {show(shape)} is not allowed; use [n, {n_features}] with n >= 1",
         )
     return datatype, shape[0]
 
@@ -228,7 +205,7 @@ def _tensor_values(
         if type(size) is not int or size != expected or len(tail) != size:
             raise RequestError(
                 400,
-                f"{where}: binary_data_size {shorten(size)} with {len(tail)} bytes after the JSON "
+                f"{where}: binary_data_size {show(size)} with {len(tail)} bytes after the JSON "
                 f"header; shape {list(shape)} of {datatype} needs exactly {expected}",
             )
         return np.frombuffer(tail, dtype=dtype).reshape(shape).astype(np.float64)
@@ -257,7 +234,7 @@ def _binary_output(outputs: Any, binary: bool) -> bool:
         if output.get("name") != OUTPUT_NAME:
             raise RequestError(
                 400,
-                f"unknown output {shorten(output.get('name'))}; this model has {OUTPUT_NAME!r}",
+                f"unknown output {show(output.get('name'))}; this model has {OUTPUT_NAME!r}",
             )
         oparams = _object(output.get("parameters"), "an output's 'parameters'")
         if type(oparams.get("binary_data", binary)) is not bool:
