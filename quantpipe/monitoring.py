@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,26 +23,28 @@ from typing import Any
 import numpy as np
 
 from quantpipe import cli, exact, paths
-from quantpipe.data import TARGET_NAME, load_dataset
+from quantpipe.data import load_dataset
 from quantpipe.drift import Reference, bin_shares, build_reference, feature_drift
-from quantpipe.errors import DataError, DriftAlert, PredictionError
+from quantpipe.errors import DataError, DriftAlert, InputError, PredictionError
 from quantpipe.io import write_json, write_text
 from quantpipe.metrics import accuracy
 from quantpipe.models import Model
 from quantpipe.params import MonitorParams, load_params
 from quantpipe.registry import ModelRegistry
+from quantpipe.tables import read_chunks
 
 log = logging.getLogger("quantpipe.monitor")
 
 
 def read_batch_csv(path: Path, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
-    """Rows of a CSV batch, in the model's feature order.
+    """Rows of a CSV batch, in the model's feature order, by the rules of :mod:`quantpipe.tables`.
 
     Parameters
     ----------
     path : Path
-        Header line of column names: the features, in any order, and optionally the target
-        ``MedHouseVal``. An empty field is a missing value (NaN).
+        A header line naming the features in any order and optionally the target
+        ``MedHouseVal`` (or no header: the features in the model's order). An empty field
+        is a missing value (NaN).
     names : sequence of str
         The model's features, in order.
 
@@ -56,52 +57,21 @@ def read_batch_csv(path: Path, names: Sequence[str]) -> tuple[np.ndarray, np.nda
     Raises
     ------
     DataError
-        Wrong or missing columns, a value that is not a number (with its line), no rows.
+        The file cannot be read, or :func:`quantpipe.tables.read_chunks`'s errors, with the
+        path.
     """
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        with path.open(encoding="utf-8") as fh:
+            chunks = list(read_chunks(fh, names, "csv", missing_ok=True))
     except FileNotFoundError:
         raise DataError(f"{path}: not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from None
-    if not lines:
-        raise DataError(f"{path}: empty; expected a header line and rows")
-    header = [c.strip() for c in lines[0].split(",")]
-    unknown = [c for c in header if c not in (*names, TARGET_NAME)]
-    missing = [n for n in names if n not in header]
-    if unknown or missing or len(set(header)) != len(header):
-        raise DataError(
-            f"{path}: columns are {header}; expected the features {list(names)} in any order, "
-            f"and optionally {TARGET_NAME}"
-        )
-    rows = [
-        _csv_row(path, lineno, line, header)
-        for lineno, line in enumerate(lines[1:], start=2)
-        if line.strip()
-    ]
-    if not rows:
-        raise DataError(f"{path}: no rows to monitor")
-    table = np.array(rows)
-    X = table[:, [header.index(n) for n in names]]
-    y = table[:, header.index(TARGET_NAME)] if TARGET_NAME in header else None
-    return X, y
-
-
-def _csv_row(path: Path, lineno: int, line: str, header: list[str]) -> list[float]:
-    """The values of one CSV line, NaN for an empty field."""
-    fields = line.split(",")
-    if len(fields) != len(header):
-        raise DataError(f"{path}: line {lineno} has {len(fields)} values, expected {len(header)}")
-    row = []
-    for column, field in zip(header, fields, strict=True):
-        field = field.strip()
-        try:
-            row.append(float(field) if field else math.nan)
-        except ValueError:
-            raise DataError(
-                f"{path}: line {lineno}: {column} = {field!r} is not a number"
-            ) from None
-    return row
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    except InputError as exc:
+        raise DataError(f"{path}: {exc}") from None
+    X = np.concatenate([X for X, _ in chunks])
+    targets = [y for _, y in chunks if y is not None]
+    return X, (np.concatenate(targets) if targets else None)
 
 
 def read_batch(path: Path, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:

@@ -207,12 +207,12 @@ def test_monitor_columns_in_any_order_and_missing_values(workspace, capsys):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("", "error: batch.csv: empty; expected a header line and rows\n"),
-        (HEADER + "\n", "error: batch.csv: no rows to monitor\n"),
-        ("a,b\n1,2\n", "error: batch.csv: columns are ['a', 'b']; expected the features"),
+        ("", "error: batch.csv: the input is empty: no rows\n"),
+        (HEADER + "\n", "error: batch.csv: the input has a header but no rows\n"),
+        ("a,b\n1,2\n", "error: batch.csv: line 1: columns are ['a', 'b']; expected the features"),
         (
             HEADER + "\n" + ",".join(["1"] * 7) + "\n",
-            "error: batch.csv: line 2 has 7 values, expected 8",
+            "error: batch.csv: line 2: 7 values, expected 8",
         ),
         (
             HEADER + "\n" + "1,x,1,1,1,1,1,1\n",

@@ -1,0 +1,282 @@
+"""Rows of features from CSV or JSON lines: the one reader of ``predict`` and ``monitor``.
+
+The rules, the same for a file and for standard input:
+
+- text is UTF-8; a byte-order mark at the start (Excel writes one) is dropped;
+- a CSV may start with a header line naming the columns: the features in any order and in
+  any case, and optionally the target ``MedHouseVal``, which is ignored by ``predict`` and
+  scored by ``monitor``; without a header the columns are the features in the model's order;
+- JSON lines hold a list of the feature values, or an object keyed by them (the target key
+  is allowed);
+- blank lines are skipped (line numbers in messages still count them); Windows and Unix
+  line endings both end a line;
+- an empty field, ``nan`` or ``inf`` is a missing value: ``predict`` refuses it, naming the
+  line; ``monitor`` counts it;
+- an error names the line and the column and quotes at most a short cut of the field.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from quantpipe.data import TARGET_NAME
+from quantpipe.errors import InputError, show
+
+FORMATS = ("auto", "csv", "jsonl")
+BOM = "\ufeff"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a CSV's values are.
+
+    Attributes
+    ----------
+    names : tuple of str
+        The column names (the header's, or the features' for a CSV without one).
+    features : tuple of int
+        The column of each of the model's features, in the model's order.
+    target : int or None
+        The column of the target, if there is one.
+    has_header : bool
+    """
+
+    names: tuple[str, ...]
+    features: tuple[int, ...]
+    target: int | None
+    has_header: bool
+
+
+def _is_number(field: str) -> bool:
+    try:
+        float(field)
+    except ValueError:
+        return False
+    return True
+
+
+def csv_layout(first_line: str, names: Sequence[str]) -> Layout:
+    """The layout a CSV's first line gives: a header of column names, or the first row.
+
+    Raises
+    ------
+    InputError
+        If the first line is a header that is not the features (in any order and case) and
+        optionally the target, each once.
+    """
+    fields = [f.strip() for f in first_line.strip().split(",")]
+    if all(f == "" or _is_number(f) for f in fields):
+        return Layout(tuple(names), tuple(range(len(names))), None, False)
+    lower = [f.lower() for f in fields]
+    wanted = [n.lower() for n in (*names, TARGET_NAME)]
+    if len(set(lower)) != len(lower) or not set(wanted[:-1]) <= set(lower) <= set(wanted):
+        raise InputError(
+            f"line 1: columns are {show(fields)}; expected the features {list(names)} in any "
+            f"order, and optionally {TARGET_NAME}"
+        )
+    target = lower.index(wanted[-1]) if wanted[-1] in lower else None
+    features = tuple(lower.index(n) for n in wanted[:-1])
+    return Layout(tuple(fields), features, target, True)
+
+
+def _field_value(field: str, lineno: int, column: str, missing_ok: bool) -> float:
+    text = field.strip()
+    if text == "":
+        value = math.nan
+    else:
+        try:
+            value = float(text)
+        except ValueError:
+            raise InputError(f"line {lineno}: {column} = {show(text)} is not a number") from None
+    if not missing_ok and not math.isfinite(value):
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        what = "is missing" if text == "" else f"= {shown} is not finite"
+        raise InputError(f"line {lineno}: {column} {what}")
+    return value
+
+
+def _csv_row(line: str, lineno: int, layout: Layout, missing_ok: bool) -> list[float]:
+    fields = line.strip().split(",")
+    if len(fields) != len(layout.names):
+        raise InputError(
+            f"line {lineno}: {len(fields)} values, expected {len(layout.names)} "
+            f"({','.join(layout.names)})"
+        )
+    return [  # the target may be missing: only monitor reads it, and it checks
+        _field_value(f, lineno, column, missing_ok or i == layout.target)
+        for i, (f, column) in enumerate(zip(fields, layout.names, strict=True))
+    ]
+
+
+def parse_csv(
+    numbered: Sequence[tuple[int, str]], layout: Layout, missing_ok: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Parse CSV lines (no header, no blank line) into features and, if present, targets.
+
+    Parameters
+    ----------
+    numbered : sequence of (int, str)
+        Each line with its 1-based line number in the input, for messages.
+    layout : Layout
+    missing_ok : bool
+        Whether an empty or non-finite value is a missing value (NaN) rather than an error.
+
+    Returns
+    -------
+    X : ndarray of shape (len(numbered), n_features), float64
+    y : ndarray of shape (len(numbered),) or None
+
+    Raises
+    ------
+    InputError
+        Naming the first bad line and column.
+    """
+    lines = [line for _, line in numbered]
+    try:  # the fast path: numpy's reader, for well-formed rows of numbers
+        table = np.loadtxt(lines, delimiter=",", dtype=np.float64, ndmin=2, comments=None)
+    except ValueError:
+        table = None
+    if (
+        table is None
+        or table.shape != (len(lines), len(layout.names))
+        or not (missing_ok or np.isfinite(table[:, list(layout.features)]).all())
+    ):
+        table = np.array(
+            [_csv_row(line, lineno, layout, missing_ok) for lineno, line in numbered],
+            dtype=np.float64,
+        ).reshape(len(lines), len(layout.names))
+    X = table[:, list(layout.features)]
+    y = table[:, layout.target] if layout.target is not None else None
+    return X, y
+
+
+def _json_value(value: object, lineno: int, column: str, missing_ok: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        if missing_ok and value is None:
+            return math.nan
+        raise InputError(f"line {lineno}: {column} = {show(value)} is not a number")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond float64
+        raise InputError(f"line {lineno}: {column} = {show(value)} is too large") from None
+    if not missing_ok and not math.isfinite(number):
+        raise InputError(f"line {lineno}: {column} = {number} is not finite")
+    return number
+
+
+def _json_row(
+    line: str, lineno: int, names: Sequence[str], missing_ok: bool
+) -> tuple[list[float], bool]:
+    """The features of one JSON line and its target (NaN if absent), and whether it had one."""
+    try:
+        item = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"line {lineno}: not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise InputError(f"line {lineno}: JSON nested too deeply") from None
+    target: object = None
+    if isinstance(item, dict):
+        if not set(names) <= set(item) <= {*names, TARGET_NAME}:
+            raise InputError(
+                f"line {lineno}: keys are {show(sorted(map(str, item)))}, expected "
+                f"{list(names)} and optionally {TARGET_NAME}"
+            )
+        target = item.get(TARGET_NAME)
+        item = [item[name] for name in names]
+    if not isinstance(item, list) or len(item) != len(names):
+        raise InputError(
+            f"line {lineno}: expected a list of {len(names)} numbers or an object "
+            f"keyed by {','.join(names)}"
+        )
+    row = [_json_value(v, lineno, c, missing_ok) for v, c in zip(item, names, strict=True)]
+    row.append(_json_value(target, lineno, TARGET_NAME, True))
+    return row, target is not None
+
+
+def parse_jsonl(
+    numbered: Sequence[tuple[int, str]], names: Sequence[str], missing_ok: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Parse JSON lines; returns and raises as :func:`parse_csv`.
+
+    The targets are returned if a line has a ``MedHouseVal`` key (NaN where one has not).
+    """
+    parsed = [_json_row(line, lineno, names, missing_ok) for lineno, line in numbered]
+    table = np.array([row for row, _ in parsed], dtype=np.float64)
+    table = table.reshape(len(parsed), len(names) + 1)
+    has_target = any(has for _, has in parsed)
+    return table[:, : len(names)], table[:, len(names)] if has_target else None
+
+
+def _numbered_lines(stream: Iterable[str]) -> Iterator[tuple[int, str]]:
+    """The non-blank lines with their 1-based numbers; a leading BOM dropped; UTF-8 checked."""
+    try:
+        for lineno, line in enumerate(stream, start=1):
+            if lineno == 1:
+                line = line.removeprefix(BOM)
+            if line.strip():
+                yield lineno, line
+    except UnicodeDecodeError as exc:
+        raise InputError(f"the input is not UTF-8 text ({exc.reason})") from None
+
+
+def read_chunks(
+    stream: Iterable[str],
+    names: Sequence[str],
+    fmt: str = "auto",
+    chunk_rows: int = 65536,
+    missing_ok: bool = False,
+) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """Stream an input as arrays of at most ``chunk_rows`` rows.
+
+    Parameters
+    ----------
+    stream : iterable of str
+        Lines of the input (a text file or standard input).
+    names : sequence of str
+        Feature names, in the model's order.
+    fmt : {"auto", "csv", "jsonl"}
+        ``auto`` looks at the first non-blank line.
+    chunk_rows : int
+        Rows per chunk.
+    missing_ok : bool
+        As for :func:`parse_csv`.
+
+    Yields
+    ------
+    X : ndarray of shape (n, len(names)), float64
+    y : ndarray of shape (n,) or None
+        The targets, if the input has them.
+
+    Raises
+    ------
+    InputError
+        On the first bad line, or an input with no rows.
+    """
+    lines = _numbered_lines(stream)
+    first = next(lines, None)
+    if first is None:
+        raise InputError("the input is empty: no rows")
+    if fmt == "auto":
+        fmt = "jsonl" if first[1].lstrip().startswith(("[", "{")) else "csv"
+    if fmt == "csv":
+        layout = csv_layout(first[1], names)
+        if not layout.has_header:
+            lines = itertools.chain([first], lines)
+    else:
+        lines = itertools.chain([first], lines)
+    rows = 0
+    while chunk := list(itertools.islice(lines, chunk_rows)):
+        yield (
+            parse_csv(chunk, layout, missing_ok)
+            if fmt == "csv"
+            else parse_jsonl(chunk, names, missing_ok)
+        )
+        rows += len(chunk)
+    if rows == 0:
+        raise InputError("the input has a header but no rows")

@@ -1,0 +1,131 @@
+"""The one reader of rows (quantpipe.tables): its rules, for predict and monitor alike."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from quantpipe.data import FEATURE_NAMES, TARGET_NAME
+from quantpipe.errors import InputError
+from quantpipe.tables import csv_layout, parse_jsonl, read_chunks
+
+X = np.arange(16, dtype=np.float64).reshape(2, 8) + 0.5
+
+
+def _read(text, **options):
+    chunks = list(read_chunks(io.StringIO(text), FEATURE_NAMES, **options))
+    Xs = np.concatenate([X for X, _ in chunks])
+    ys = [y for _, y in chunks]
+    return Xs, (np.concatenate(ys) if ys[0] is not None else None)
+
+
+def _csv(columns, X, y=None, newline="\n"):
+    lines = [",".join(columns)]
+    for i, row in enumerate(X.tolist()):
+        values = dict(zip(FEATURE_NAMES, row, strict=True))
+        if y is not None:
+            values[TARGET_NAME] = y[i]
+        lines.append(",".join(repr(values[c.strip().lstrip("\ufeff")]) for c in columns))
+    return newline.join(lines) + newline
+
+
+@given(order=st.permutations([*FEATURE_NAMES, TARGET_NAME]), case=st.sampled_from(["", "l", "u"]))
+def test_columns_in_any_order_and_case_give_the_same_rows(order, case):
+    y = [1.25, 2.5]
+    shown = [c.lower() if case == "l" else c.upper() if case == "u" else c for c in order]
+    text = _csv(order, X, y).replace(",".join(order), ",".join(shown), 1)
+    got_X, got_y = _read(text)
+    np.testing.assert_array_equal(got_X, X)
+    np.testing.assert_array_equal(got_y, y)
+
+
+def test_bom_crlf_and_blank_lines_are_accepted():
+    text = "\ufeff" + _csv(FEATURE_NAMES, X, newline="\r\n").replace("\r\n", "\r\n\r\n", 1)
+    got_X, got_y = _read(text, chunk_rows=1)
+    np.testing.assert_array_equal(got_X, X)
+    assert got_y is None
+
+
+def test_without_a_header_the_columns_are_the_features_in_order():
+    text = "".join(",".join(map(repr, row)) + "\n" for row in X.tolist())
+    np.testing.assert_array_equal(_read(text)[0], X)
+
+
+def test_a_blank_line_keeps_the_line_numbers_of_what_follows():
+    text = _csv(FEATURE_NAMES, X) + "\n\n1,2\n"
+    with pytest.raises(InputError, match=r"^line 6: 2 values, expected 8"):
+        _read(text)
+
+
+def test_missing_values_are_an_error_or_nan_as_asked():
+    text = _csv(FEATURE_NAMES, X).replace("8.5,", ",", 1)
+    with pytest.raises(InputError, match=r"^line 3: MedInc is missing$"):
+        _read(text)
+    got, _ = _read(text, missing_ok=True)
+    assert math.isnan(got[1, 0])
+    np.testing.assert_array_equal(got[:, 1:], X[:, 1:])
+
+
+def test_the_target_may_be_missing_even_for_predict():
+    text = _csv([*FEATURE_NAMES, TARGET_NAME], X, [1.0, 2.0]).replace(",2.0\n", ",\n")
+    got_X, got_y = _read(text)
+    np.testing.assert_array_equal(got_X, X)
+    assert got_y[0] == 1.0
+    assert math.isnan(got_y[1])
+
+
+@pytest.mark.parametrize(
+    ("first", "message"),
+    [
+        ("a,b", r"columns are \['a', 'b'\]; expected the features"),
+        (",".join([*FEATURE_NAMES, "MedInc"]), r"columns are \['MedInc', 'HouseAge',"),
+        (",".join(FEATURE_NAMES[:-1]), r"columns are .* expected the features"),
+        (",".join([*FEATURE_NAMES, "x" * 1000]), r"columns are .*\.\.\."),
+    ],
+)
+def test_a_header_that_is_not_the_features_is_refused(first, message):
+    with pytest.raises(InputError, match=message) as info:
+        csv_layout(first, FEATURE_NAMES)
+    assert len(str(info.value)) < 250
+
+
+def test_json_lines_objects_may_carry_the_target():
+    lines = [
+        (
+            1,
+            '{"MedInc": 1, "HouseAge": 2, "AveRooms": 3, "AveBedrms": 4, "Population": 5, '
+            '"AveOccup": 6, "Latitude": 7, "Longitude": 8, "MedHouseVal": 9}',
+        ),
+        (2, "[1, 2, 3, 4, 5, 6, 7, 8]"),
+    ]
+    got_X, got_y = parse_jsonl(lines, FEATURE_NAMES)
+    np.testing.assert_array_equal(got_X, [list(range(1, 9))] * 2)
+    assert got_y[0] == 9.0
+    assert math.isnan(got_y[1])
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("[1,2,3,4,5,6,7," + "9" * 400 + "]", r"Longitude = 9+\.\.\.9+ is too large"),
+        ("[1,2,3,4,5,6,7,18446744073709551617]", None),  # above 2**64, still a float64
+        ("[" * 100_000 + "]" * 100_000, r"JSON nested too deeply|not valid JSON"),
+    ],
+)
+def test_json_numbers_of_any_size_and_depth(line, message):
+    if message is None:
+        assert parse_jsonl([(1, line)], FEATURE_NAMES)[0][0, 7] == 2.0**64
+        return
+    with pytest.raises(InputError, match=message):
+        parse_jsonl([(1, line)], FEATURE_NAMES)
+
+
+def test_text_that_is_not_utf8_is_one_line():
+    stream = io.TextIOWrapper(io.BytesIO(b"MedInc\xff,x\n"), encoding="utf-8")
+    with pytest.raises(InputError, match=r"^the input is not UTF-8 text \(invalid start byte\)"):
+        list(read_chunks(stream, FEATURE_NAMES))
