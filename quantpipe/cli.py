@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -50,7 +51,8 @@ def run(body: Callable[[argparse.Namespace], None], args: argparse.Namespace) ->
     Returns
     -------
     int
-        0 on success, 1 on a :class:`QuantpipeError`.
+        0 on success, 1 on a :class:`QuantpipeError`, 141 (a shell's status for SIGPIPE),
+        quietly, when standard output's reader has gone.
     """
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
@@ -63,7 +65,21 @@ def run(body: Callable[[argparse.Namespace], None], args: argparse.Namespace) ->
     except QuantpipeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader went away (`quantpipe predict ... | head -1`)
+        _silence_stdout()
+        return SIGPIPE_STATUS
     return 0
+
+
+#: The exit status of a command whose output's reader went away: a shell's for SIGPIPE.
+SIGPIPE_STATUS = 128 + 13
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so that the exit's flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

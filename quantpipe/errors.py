@@ -38,6 +38,10 @@ class ModelFileError(QuantpipeError):
     """A model file is missing, corrupt, truncated or of an unknown format."""
 
 
+class OutputError(QuantpipeError):
+    """An output cannot be written: a full disk, a read-only folder, no permission."""
+
+
 class GateError(QuantpipeError):
     """A quantized model exceeded the accuracy budget."""
 

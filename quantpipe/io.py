@@ -9,6 +9,7 @@ records the hash of every output in ``dvc.lock``, and a fresh clone must rebuild
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -19,7 +20,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from quantpipe.errors import QuantpipeError
+from quantpipe.errors import OutputError, QuantpipeError
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -30,16 +31,28 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
     The parent directory is created if needed. If the block raises, the temporary file is
     removed and ``path`` is left untouched.
+
+    Raises
+    ------
+    OutputError
+        If the folder or the file cannot be written (a full disk, a read-only folder, no
+        permission), naming ``path`` and the reason: an ``OSError`` of the block is taken
+        for a failed write.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror})") from None
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o644)
         os.replace(tmp_path, path)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror}); it is unchanged") from None
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -134,10 +147,45 @@ def load_npz(path: str | Path, error: type[QuantpipeError]) -> dict[str, np.ndar
     if not path.is_file():
         raise error(f"{path}: not found; run `dvc repro` to build it")
     try:
-        # Opened here, not by np.load: it leaves its own handle open when the zip is corrupt.
-        with path.open("rb") as handle, np.load(handle, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
+        with path.open("rb") as handle, zipfile.ZipFile(handle) as archive:
+            return {
+                info.filename.removesuffix(".npy"): _read_member(archive, info)
+                for info in archive.infolist()
+            }
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise error(
             f"{path}: corrupt or truncated ({exc}); delete it and run `dvc repro` to rebuild it"
         ) from None
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
+    """One ``.npy`` member, its header checked against its size before anything is allocated.
+
+    A header may claim any shape (10¹² elements, say); numpy would try to allocate that much
+    before noticing that the member is a few bytes long.
+
+    Raises
+    ------
+    ValueError
+        If the header is malformed, claims an object dtype, or claims more or fewer bytes
+        than the member holds.
+    """
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+        else:
+            raise ValueError(f"member {info.filename} is .npy version {version}, not 1.0 or 2.0")
+        header_bytes = member.tell()
+    if dtype.hasobject:
+        raise ValueError(f"member {info.filename} holds Python objects, which are not read")
+    claimed = math.prod(shape) * dtype.itemsize
+    if claimed != info.file_size - header_bytes:
+        raise ValueError(
+            f"member {info.filename} claims shape {shape} of {dtype} ({claimed} bytes) but "
+            f"holds {info.file_size - header_bytes} bytes"
+        )
+    with archive.open(info) as member:
+        return np.lib.format.read_array(member, allow_pickle=False)

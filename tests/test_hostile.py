@@ -249,3 +249,149 @@ def test_variant_kind_of_every_kind_of_name():
     ]
     with pytest.raises(ValueError, match=r"'q8x' is not a model variant"):
         variant_kind("q8x")
+
+
+# -- the batch command's process: pipes, bytes, disks ----------------------------------------
+
+
+def _predict_process(models, *extra, **popen):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    command = [sys.executable, "-m", "quantpipe.batch", "--model", "q8"]
+    return subprocess.Popen(
+        [*command, "--models-dir", str(models), "-q", *extra],
+        cwd=REPO_ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **popen,
+    )
+
+
+def test_a_reader_that_goes_away_stops_predict_quietly(models):
+    """`quantpipe predict < rows | head -1`: exit 141 as Unix tools do, no traceback."""
+    line = (",".join(["1.5"] * 8) + "\n").encode()
+    with _predict_process(models, "--chunk-rows", "1000") as proc:
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+
+        def write():
+            try:
+                proc.stdin.write(line * 200_000)
+                proc.stdin.close()
+            except BrokenPipeError:  # predict stopped reading: what this test wants
+                pass
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        assert proc.stdout.readline()
+        proc.stdout.close()
+        writer.join()
+        assert proc.wait(timeout=60) == 141
+        assert proc.stderr.read() == b""
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"1,2,3,4,5,6,7,\xff8\n", b"error: the input is not UTF-8 text (invalid start byte)\n"),
+        (
+            "\ufeffmedinc,HOUSEAGE,AveRooms,AveBedrms,Population,AveOccup,Latitude,Longitude"
+            "\r\n1,2,3,4,5,6,7,8\r\n".encode(),
+            b"",
+        ),
+    ],
+)
+def test_stdin_is_read_as_utf8_whatever_the_locale(models, data, message):
+    proc = _predict_process(models, env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"})
+    out, err = proc.communicate(data, timeout=60)
+    assert err == message
+    assert proc.returncode == (1 if message else 0)
+    assert len(out.splitlines()) == (0 if message else 1)
+
+
+def test_a_full_disk_is_one_line_and_leaves_the_output_as_it_was(
+    models, tmp_path, capsys, monkeypatch
+):
+    import errno
+    import os
+
+    out = tmp_path / "predictions.txt"
+    out.write_text("old\n")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "replace", full)
+    status, _, err = run_predict(
+        models, ["--model", "q8", "--output", str(out)], "1,2,3,4,5,6,7,8\n", capsys, monkeypatch
+    )
+    assert status == 1
+    assert err == f"error: {out}: cannot write (No space left on device); it is unchanged\n"
+    assert out.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["predictions.txt"]  # no temporary left
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line(models, tmp_path, capsys, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    status, _, err = run_predict(
+        models,
+        ["--model", "q8", "--output", str(blocker / "out.txt")],
+        "1,2,3,4,5,6,7,8\n",
+        capsys,
+        monkeypatch,
+    )
+    assert (status, err) == (1, f"error: {blocker / 'out.txt'}: cannot write (File exists)\n")
+
+
+# -- files whose headers lie -----------------------------------------------------------------
+
+
+def _npz_claiming(path, shape, dtype="<f8", payload=b"\0" * 8):
+    import io as _io
+    import zipfile
+
+    header = _io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": dtype, "fortran_order": False, "shape": shape}
+    )
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("X.npy", header.getvalue() + payload)
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype", "message"),
+    [
+        ((10**12,), "<f8", r"member X.npy claims shape \(1000000000000,\) of float64 \(8000000"),
+        ((2,), "<f8", r"member X.npy claims shape \(2,\) of float64 \(16 bytes\) but holds 8"),
+        ((1,), "|O", r"member X.npy holds Python objects"),
+    ],
+)
+def test_an_npz_member_whose_header_lies_is_refused_before_allocating(
+    tmp_path, shape, dtype, message
+):
+    from quantpipe.errors import DataError
+    from quantpipe.io import load_npz
+
+    _npz_claiming(tmp_path / "x.npz", shape, dtype)
+    with pytest.raises(DataError, match=rf"x.npz: corrupt or truncated \({message}"):
+        load_npz(tmp_path / "x.npz", DataError)
+
+
+def test_serve_refuses_a_lying_model_file_in_one_line(models, tmp_path, capsys):
+    import shutil
+
+    from quantpipe.serve import command
+
+    served = tmp_path / "models"
+    shutil.copytree(models, served)
+    _npz_claiming(served / "quantized" / "q8.npz", (10**12, 8))
+    assert command.main(["--models-dir", str(served)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {served / 'quantized' / 'q8.npz'}: corrupt or truncated (")
+    assert err.count("\n") == 1
