@@ -13,8 +13,8 @@ lint: typecheck  ## ruff, format check, mypy, shellcheck, the stages' code deps
 typecheck:  ## mypy over quantpipe/ and stages/
 	mypy
 
-test:  ## the fast suite: everything but the end-to-end dvc repro
-	pytest -m "not e2e"
+test:  ## the fast suite: all but the end-to-end dvc repro and the slow process tests
+	pytest -m "not e2e and not slow"
 
 test-all:  ## the whole suite
 	pytest

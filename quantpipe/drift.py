@@ -257,11 +257,29 @@ def load_reference(path: str | Path) -> Reference:
     n = len(names)
     expect(n > 0, path, "header has no valid bins")
     bins = int_field(header.get("bins"), path, "header has no valid bins", 2)
-    return Reference(
+    reference = Reference(
         feature_names=names,
         edges=member(arrays, "edges", "<f8", (n, bins - 1), path),
         expected=member(arrays, "expected", "<f8", (n, bins), path),
         quantiles=member(arrays, "quantiles", "<f8", (n, N_QUANTILES), path),
         cdf_at=member(arrays, "cdf_at", "<f8", (n, N_QUANTILES), path),
         cdf_below=member(arrays, "cdf_below", "<f8", (n, N_QUANTILES), path),
+    )
+    _check_reference(reference, path)
+    return reference
+
+
+def _check_reference(ref: Reference, path: Path) -> None:
+    """Finite, ordered edges and quantiles; shares and CDF values that are probabilities."""
+    arrays = (ref.edges, ref.expected, ref.quantiles, ref.cdf_at, ref.cdf_below)
+    expect(all(np.isfinite(a).all() for a in arrays), path, "holds a NaN or infinite value")
+    ordered = (np.diff(ref.edges, axis=1) >= 0).all() and (
+        np.diff(ref.quantiles, axis=1) >= 0
+    ).all()
+    expect(bool(ordered), path, "bin edges or quantiles are not in increasing order")
+    probabilities = (ref.expected, ref.cdf_at, ref.cdf_below)
+    expect(
+        all(((a >= 0) & (a <= 1)).all() for a in probabilities),
+        path,
+        "bin shares or CDF values outside [0, 1]",
     )

@@ -88,7 +88,7 @@ class ModelRegistry:
         """
         directory = Path(directory)
         paths = []
-        if (directory / "fp64.npz").is_file():
+        if (directory / "fp64.npz").exists():  # a directory there is an error, not no model
             paths.append(directory / "fp64.npz")
         quantized = directory / "quantized"
         if quantized.is_dir():
@@ -98,6 +98,9 @@ class ModelRegistry:
                 if p.suffix == ".npz" and (m := DERIVED_VARIANT.fullmatch(p.stem))
             ]
             paths.extend(p for m, p in sorted(found, key=lambda mp: _order(mp[0])))
+        for path in paths:
+            if not path.is_file():
+                raise ModelFileError(f"{path}: not a file; delete it and run `dvc repro`")
         if not paths:
             raise ModelFileError(
                 f"{directory}: no model files (fp64.npz, quantized/*.npz); run `dvc repro`"

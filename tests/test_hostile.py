@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -271,6 +272,7 @@ def _predict_process(models, *extra, **popen):
     )
 
 
+@pytest.mark.slow
 def test_a_reader_that_goes_away_stops_predict_quietly(models):
     """`quantpipe predict < rows | head -1`: exit 141 as Unix tools do, no traceback."""
     line = (",".join(["1.5"] * 8) + "\n").encode()
@@ -395,3 +397,160 @@ def test_serve_refuses_a_lying_model_file_in_one_line(models, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"error: {served / 'quantized' / 'q8.npz'}: corrupt or truncated (")
     assert err.count("\n") == 1
+
+
+# -- request heads: size and deadline (over a real socket) -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def guarded(models):
+    from tests.test_serve import start_server, stop_server
+
+    proc, srv = start_server(models, "--max-head-bytes", "8192", "--head-timeout", "0.2")
+    yield srv
+    stop_server(proc)
+
+
+def _raw(srv, data: bytes, wait: float = 5.0) -> tuple[int | None, bytes]:
+    """Send raw bytes, read until the server closes; the status and the body."""
+    import contextlib
+    import socket
+
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=wait) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(data)  # the server may refuse before it has read it all
+        reply = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                reply += chunk
+    if not reply:
+        return None, b""
+    head, _, body = reply.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+@pytest.mark.slow
+def test_a_head_over_the_limit_gets_431_and_nothing_else_waits(guarded):
+    status, body = _raw(guarded, b"GET /v2/health/live HTTP/1.1\r\nx-big: " + b"a" * 1_000_000)
+    assert status == 431
+    assert json.loads(body) == {"error": "request head over the 8192-byte limit"}
+    assert guarded.json("GET", "/v2/health/live") == (200, {"live": True})
+
+
+@pytest.mark.slow
+def test_a_head_under_the_limit_with_a_body_in_the_same_packet_is_served(guarded):
+    body = json.dumps(infer_body(rows(500))).encode()
+    head = b"POST /v2/models/q8/infer HTTP/1.1\r\nhost: x\r\nconnection: close\r\n"
+    status, answer = _raw(guarded, head + b"content-length: %d\r\n\r\n" % len(body) + body)
+    assert status == 200
+    assert len(json.loads(answer)["outputs"][0]["data"]) == 500
+
+
+@pytest.mark.parametrize(
+    "partial", [b"GET /v2/hea", b"\r\n\r\n\r\n", b"GET / HTTP/1.1\r\nx: y\r\n"]
+)
+def test_a_head_that_does_not_arrive_in_time_gets_408(guarded, partial):
+    status, body = _raw(guarded, partial)
+    assert status == 408
+    assert json.loads(body) == {"error": "request head not complete within 0.2 s"}
+
+
+@pytest.mark.slow
+def test_an_idle_connection_is_closed_without_an_answer(guarded):
+    assert _raw(guarded, b"") == (None, b"")
+
+
+@pytest.mark.slow
+def test_a_request_that_does_not_parse_gets_a_json_400(guarded):
+    status, body = _raw(guarded, b"NOT A REQUEST\r\n\r\n")
+    assert status == 400
+    assert json.loads(body) == {"error": "Invalid HTTP request received."}
+
+
+def test_head_settings_must_be_sane(models, capsys):
+    from quantpipe.serve import command
+
+    assert command.main(["--models-dir", str(models), "--max-head-bytes", "10"]) == 1
+    assert "--max-head-bytes 10 is not allowed; use 1024 or more" in capsys.readouterr().err
+    assert command.main(["--models-dir", str(models), "--head-timeout", "0"]) == 1
+    assert "--head-timeout 0.0 is not allowed; use seconds > 0" in capsys.readouterr().err
+
+
+# -- the serve command: settings, ports, workers, files ----------------------------------------
+
+
+def test_a_port_out_of_range_or_in_use_is_one_line_before_serving(models, capsys):
+    import socket
+
+    from quantpipe.serve import command
+
+    assert command.main(["--models-dir", str(models), "--port", "99999"]) == 1
+    assert capsys.readouterr().err == "error: --port 99999 is not allowed; use 1 to 65535\n"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert command.main(["--models-dir", str(models), "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: cannot listen on 127.0.0.1:{port} (Address already in use)\n"
+
+
+def test_workers_without_a_writable_temporary_folder_is_one_line(models, capsys, monkeypatch):
+    import tempfile
+
+    from quantpipe.serve import command
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", read_only)
+    assert command.main(["--models-dir", str(models), "--workers", "2", "--port", "1"]) == 1
+    assert capsys.readouterr().err == (
+        "error: no temporary folder for the workers' metrics (Read-only file system); "
+        "point TMPDIR at a writable folder\n"
+    )
+
+
+@pytest.mark.slow
+def test_workers_do_not_outlive_a_killed_server(models):
+    import os
+    import signal
+    import time
+
+    from tests.test_serve import start_server
+
+    proc, _ = start_server(models, "--workers", "2")
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    assert len(children) >= 2  # uvicorn's workers (and its resource tracker, if any)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=10)  # reaps it and closes its output pipe
+    deadline = time.monotonic() + 20
+    while any(Path(f"/proc/{c}").exists() for c in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = [c for c in children if Path(f"/proc/{c}/status").exists()]
+    states = [Path(f"/proc/{c}/status").read_text().split("State:")[1].split()[0] for c in alive]
+    assert set(states) <= {"Z"}, f"workers {alive} outlived the server ({states})"
+
+
+def test_a_directory_in_place_of_a_model_file_is_an_error(models, tmp_path):
+    import shutil
+
+    from quantpipe.errors import ModelFileError
+
+    served = tmp_path / "models"
+    shutil.copytree(models, served)
+    (served / "fp64.npz").unlink()
+    (served / "fp64.npz").mkdir()
+    with pytest.raises(ModelFileError, match=r"fp64.npz: not a file; delete it and run `dvc"):
+        ModelRegistry.from_directory(served)
+
+
+def test_a_drift_reference_holding_nan_is_refused(tmp_path):
+    from quantpipe.drift import build_reference, load_reference, save_reference
+    from quantpipe.errors import ModelFileError
+
+    reference = build_reference(rows(500), tuple(FEATURE_NAMES), 10)
+    reference.quantiles[0, 3] = np.nan
+    save_reference(tmp_path / "reference.npz", reference)
+    with pytest.raises(ModelFileError, match=r"reference.npz: holds a NaN or infinite value"):
+        load_reference(tmp_path / "reference.npz")

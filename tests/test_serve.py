@@ -156,6 +156,7 @@ def server(models):
     stop_server(proc)
 
 
+@pytest.mark.slow
 def test_two_workers_serve_and_sum_their_metrics(models):
     proc, srv = start_server(models, "--workers", "2")
     try:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -349,8 +351,25 @@ def load_drift_reference(models_dir: Path) -> Reference | None:
     return load_reference(path)
 
 
+def die_with_parent() -> None:
+    """Have Linux stop this process (SIGTERM) when its parent dies, even by ``kill -9``.
+
+    Without it, the workers of a killed ``quantpipe serve --workers N`` live on as orphans
+    holding the port. Elsewhere than on Linux this does nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() == 1:  # the parent died before the call
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def app_from_environment() -> Starlette:
     """App factory for worker processes (``uvicorn --factory``), configured by environment."""
+    die_with_parent()
     models_dir = Path(os.environ.get(ENV_MODELS_DIR, "models"))
     return create_app(
         ModelRegistry.from_directory(models_dir),

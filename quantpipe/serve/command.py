@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -37,25 +38,66 @@ from quantpipe.serve.app import (
     create_app,
     load_drift_reference,
 )
+from quantpipe.serve.connection import (
+    DEFAULT_HEAD_TIMEOUT,
+    DEFAULT_MAX_HEAD_BYTES,
+    ENV_HEAD_TIMEOUT,
+    ENV_MAX_HEAD,
+)
 from quantpipe.serve.telemetry import ENV_PROMETHEUS_DIR
 
 log = logging.getLogger("quantpipe.serve")
 DEFAULT_MAX_CONNECTIONS = 256
 
 
+def _check(args: argparse.Namespace) -> None:
+    """Every setting in range, or one line that says which is not."""
+    checks = [
+        (1 <= args.port <= 65535, f"--port {args.port} is not allowed; use 1 to 65535"),
+        (args.workers >= 1, f"--workers {args.workers} is not allowed; use 1 or more"),
+        (
+            args.max_head_bytes >= 1024,
+            f"--max-head-bytes {args.max_head_bytes} is not allowed; use 1024 or more",
+        ),
+        (
+            args.head_timeout > 0,
+            f"--head-timeout {args.head_timeout} is not allowed; use seconds > 0",
+        ),
+        (
+            args.max_connections >= 1,
+            f"--max-connections {args.max_connections} is not allowed; use 1 or more",
+        ),
+        (
+            args.drift_window >= 0,
+            f"--drift-window {args.drift_window} is not allowed; use 0 or more",
+        ),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise QuantpipeError(message)
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail in one line now if the address cannot be listened on.
+
+    uvicorn would find out only after the "serving" line, then log its own error and exit.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(infos[0][4])
+    except OSError as exc:
+        raise QuantpipeError(f"cannot listen on {host}:{port} ({exc.strerror})") from None
+
+
 def _body(args: argparse.Namespace) -> None:
     import uvicorn  # the server's own dependency; not needed to build the app in tests
 
-    if args.workers < 1:
-        raise QuantpipeError(f"--workers {args.workers} is not allowed; use 1 or more")
-    if args.max_connections < 1:
-        raise QuantpipeError(
-            f"--max-connections {args.max_connections} is not allowed; use 1 or more"
-        )
-    if args.drift_window < 0:
-        raise QuantpipeError(f"--drift-window {args.drift_window} is not allowed; use 0 or more")
+    _check(args)
     registry = ModelRegistry.from_directory(args.models_dir)  # fail here, in one line
     reference = load_drift_reference(args.models_dir) if args.drift_window else None
+    _check_port(args.host, args.port)
     log.info(
         "serving %s on http://%s:%d with %d worker(s) (Open Inference Protocol v2)",
         ", ".join(registry),
@@ -63,7 +105,11 @@ def _body(args: argparse.Namespace) -> None:
         args.port,
         args.workers,
     )
+    # the connections' guards read their settings here, in this process and in every worker
+    os.environ[ENV_MAX_HEAD] = str(args.max_head_bytes)
+    os.environ[ENV_HEAD_TIMEOUT] = str(args.head_timeout)
     options = {
+        "http": "quantpipe.serve.connection:GuardedHttpTools",
         "host": args.host,
         "port": args.port,
         "log_level": "warning",
@@ -77,7 +123,14 @@ def _body(args: argparse.Namespace) -> None:
         )
         uvicorn.run(app, **options)
         return
-    with tempfile.TemporaryDirectory(prefix="quantpipe-prometheus-") as prometheus_dir:
+    try:
+        metrics_dir = tempfile.TemporaryDirectory(prefix="quantpipe-prometheus-")
+    except OSError as exc:
+        raise QuantpipeError(
+            f"no temporary folder for the workers' metrics ({exc.strerror}); "
+            "point TMPDIR at a writable folder"
+        ) from None
+    with metrics_dir as prometheus_dir:
         os.environ[ENV_MODELS_DIR] = str(args.models_dir.resolve())
         os.environ[ENV_MAX_BODY] = str(args.max_body_bytes)
         os.environ[ENV_MAX_JSON] = str(args.max_json_bytes)
@@ -104,6 +157,18 @@ def main(argv: Sequence[str] | None = None, prog: str = "quantpipe serve") -> in
         type=int,
         default=DEFAULT_MAX_JSON_BYTES,
         help="larger JSON infer bodies (or JSON headers of binary ones) get 413",
+    )
+    p.add_argument(
+        "--max-head-bytes",
+        type=int,
+        default=DEFAULT_MAX_HEAD_BYTES,
+        help="a larger request line and headers get 431",
+    )
+    p.add_argument(
+        "--head-timeout",
+        type=float,
+        default=DEFAULT_HEAD_TIMEOUT,
+        help="seconds a request line and headers may take to arrive; then 408",
     )
     p.add_argument(
         "--max-connections",
