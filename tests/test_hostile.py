@@ -155,8 +155,9 @@ def test_a_large_body_is_answered_off_the_event_loop(app, monkeypatch):
         return answer(*args)
 
     monkeypatch.setattr(app_module, "_answer", recording)
+    monkeypatch.setattr(app_module, "OFFLOAD_BYTES", 1000)
     small = infer_body(rows(2))
-    large, headers = binary_request(rows(app_module.OFFLOAD_BYTES // 64 + 1))
+    large, headers = binary_request(rows(1000 // 64 + 1))
     assert app.call("POST", "/v2/models/q8/infer", small)[0] == 200
     assert app.call("POST", "/v2/models/q8/infer", large, headers)[0] == 200
     assert threads[0] == threading.main_thread().name

@@ -64,7 +64,7 @@ DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 DEFAULT_MAX_JSON_BYTES = 8 * 1024 * 1024
 DEFAULT_DRIFT_WINDOW = 10_000
 #: Infer bodies above this many bytes are parsed and predicted off the event loop.
-OFFLOAD_BYTES = 64 * 1024
+OFFLOAD_BYTES = 1024 * 1024
 #: Large infer bodies decoded at once per worker process; the others wait their turn.
 LARGE_AT_ONCE = 2
 # With --workers > 1, each worker process builds its app from these.
