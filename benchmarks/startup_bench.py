@@ -1,6 +1,7 @@
 """A cold ``dvc repro`` against seed-style scripts that do the same fit and quantization.
 
-Both start from the data already local (scikit-learn's cache, ``SCIKIT_LEARN_DATA``) and
+Both start from the data already local (the archive in ``QUANTPIPE_DATA`` for the pipeline,
+scikit-learn's cache in ``SCIKIT_LEARN_DATA`` for the scripts) and
 nothing else: the pipeline in a fresh clone of this repository (``dvc repro --force``, every
 stage: fetch, split, train, two quantized widths, the integer variant, three casts,
 evaluate, reference, monitor), the peer as two scripts in the style of a project's first

@@ -1,12 +1,11 @@
 """The California Housing data set: its arrays, validation, file format, fetch and split.
 
-The data comes through scikit-learn's own fetcher, which downloads the StatLib archive
-(Pace & Barry, 1997) from its canonical address, checks the archive's sha256 and caches its
-table under ``SCIKIT_LEARN_DATA`` (default ``~/scikit_learn_data``); :func:`fetch_dataset`
-reads that cache and checks the content (20,640 rows, the 8 named features, finite values,
-and the sha256 of the arrays themselves), so every copy of the data that passes gives
-byte-identical output. scikit-learn is imported only to download; :func:`split_dataset`
-gives the rows of its ``train_test_split`` without it.
+:mod:`quantpipe.source` reads the StatLib archive (Pace & Barry, 1997) and gives the table
+to :func:`dataset_from_table`, which does scikit-learn's fetcher's arithmetic; the arrays are
+then checked (20,640 rows, the 8 named features, finite values, and the sha256 of the arrays
+themselves, :func:`verify_digests`), so every copy of the data that passes gives
+byte-identical output. :func:`split_dataset` gives the rows of scikit-learn's
+``train_test_split`` without importing scikit-learn.
 """
 
 from __future__ import annotations
@@ -14,10 +13,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
-import pickle
-import struct
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,13 +136,6 @@ def load_dataset(path: str | Path, n_rows: int | None = None) -> Dataset:
 #: sha256 of ``X.tobytes()`` and ``y.tobytes()`` (float64, C order) of the canonical data set.
 X_SHA256 = "c8f43774aa27b7ec034e60db31b6124e12b4a0d42b55b0c8eb1320089e2ebc37"
 Y_SHA256 = "ae80bb98487c04d7383ed8aecda8e207583dfd3e66f6679fded97597c3f6c87e"
-CACHE_FILE = "cal_housing_py3.pkz"
-OFFLINE_HINT = (
-    "offline? point it at a local copy: SCIKIT_LEARN_DATA=/path/to/scikit_learn_data "
-    f"dvc repro (the folder holding {CACHE_FILE}; see docs/offline.md)"
-)
-
-
 _DELETE = "delete it so that it is downloaded again"
 
 
@@ -168,25 +156,15 @@ def verify_digests(data: Dataset, where: str) -> None:
             )
 
 
-def resolve_data_home(data_home: str | Path | None = None) -> Path:
-    """scikit-learn's data folder, as its ``get_data_home`` finds it (without importing it).
-
-    ``data_home`` if given, else ``SCIKIT_LEARN_DATA``, else ``~/scikit_learn_data``; ``~``
-    expanded.
-    """
-    if data_home is None:
-        data_home = os.environ.get("SCIKIT_LEARN_DATA", "~/scikit_learn_data")
-    return Path(data_home).expanduser()
-
-
 def dataset_from_table(table: np.ndarray, where: str) -> Dataset:
-    """Features and target from the table that scikit-learn's fetcher caches.
+    """Features and target from the table that scikit-learn's fetcher keeps.
 
-    The fetcher caches the archive's nine columns as one float64 array (target first, then
-    median income, house age, total rooms, total bedrooms, population, households, latitude,
-    longitude) and, on every call, divides rooms, bedrooms and population by households and
-    the target by 100,000. This does the same arithmetic in the same order, so the arrays are
-    its arrays bit for bit (:func:`verify_digests` holds them to that).
+    scikit-learn's fetcher keeps the archive's nine columns as one float64 array (target
+    first, then median income, house age, total rooms, total bedrooms, population,
+    households, latitude, longitude) and, on every call, divides rooms, bedrooms and
+    population by households and the target by 100,000. This does the same arithmetic in the
+    same order, so the arrays are its arrays bit for bit (:func:`verify_digests` holds them
+    to that).
 
     Parameters
     ----------
@@ -217,75 +195,6 @@ def dataset_from_table(table: np.ndarray, where: str) -> Dataset:
     X[:, 5] = X[:, 4] / X[:, 5]
     y = table[:, 0] / 100000.0
     return Dataset(X=X, y=np.ascontiguousarray(y))
-
-
-def _download(home: Path) -> None:
-    """Have scikit-learn's fetcher download the archive and write its cache under ``home``."""
-    from sklearn.datasets import fetch_california_housing  # only to download
-
-    log.info("downloading California Housing (about 400 kB) into %s", home)
-    try:
-        fetch_california_housing(
-            data_home=str(home), download_if_missing=True, n_retries=2, delay=1.0
-        )
-    except OSError as exc:
-        raise DataError(f"could not download California Housing ({exc}); {OFFLINE_HINT}") from None
-
-
-def _read_cache(cached: Path) -> Dataset:
-    import joblib  # scikit-learn's cache is a joblib pickle: a damaged one fails in the unpickler
-
-    log.info("loading California Housing from scikit-learn's cache %s", cached)
-    try:
-        table = joblib.load(cached)
-    except (
-        OSError,
-        EOFError,
-        ValueError,
-        KeyError,
-        zlib.error,
-        pickle.UnpicklingError,
-        struct.error,
-    ) as exc:
-        raise DataError(f"{cached}: unreadable ({exc}); {_DELETE}") from None
-    return dataset_from_table(table, str(cached))
-
-
-def fetch_dataset(data_home: str | Path | None = None) -> Dataset:
-    """Fetch, validate and verify California Housing.
-
-    scikit-learn's fetcher downloads the archive and caches its table (only when the cache
-    is missing: importing scikit-learn costs 0.6 s); the table is then read from the cache
-    and turned into features as the fetcher does (:func:`dataset_from_table`).
-
-    Parameters
-    ----------
-    data_home : str or Path, optional
-        scikit-learn's data folder; by default ``SCIKIT_LEARN_DATA`` or
-        ``~/scikit_learn_data`` (:func:`resolve_data_home`).
-
-    Returns
-    -------
-    Dataset
-        X of shape (20640, 8) and y of shape (20640,), float64.
-
-    Raises
-    ------
-    DataError
-        If the download fails (with the line that says how to work offline), the cached
-        copy is unreadable, or the content is not the canonical data set.
-    """
-    home = resolve_data_home(data_home)
-    cached = home / CACHE_FILE
-    if not cached.is_file():
-        _download(home)
-        if not cached.is_file():
-            raise DataError(f"{cached}: scikit-learn's fetcher did not write its cache there")
-    data = _read_cache(cached)
-    where = f"California Housing from {home}"
-    validate_dataset(data, where, N_ROWS)
-    verify_digests(data, where)
-    return data
 
 
 def split_indices(n_samples: int, *, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from quantpipe.data import CACHE_FILE
+from quantpipe.source import ARCHIVE, ENV_DATA
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,26 +27,27 @@ settings.load_profile(
 
 
 def data_home_candidates(env: Mapping[str, str], home: Path) -> list[Path]:
-    """Where the real data may be, in order: where scikit-learn looks (``SCIKIT_LEARN_DATA``,
-    else ``~/scikit_learn_data``), then the shared copy beside the repository
-    (``$QUANTPIPE_SHARED_DATA/scikit_learn_data``, else ``../shared/data/scikit_learn_data``).
+    """Where the real data may be, in order: where the fetch stage looks (``QUANTPIPE_DATA``,
+    else ``~/.cache/quantpipe``), then the shared copy beside the repository
+    (``$QUANTPIPE_SHARED_DATA``, else ``../shared/data``).
     """
-    sklearn = env.get("SCIKIT_LEARN_DATA") or str(home / "scikit_learn_data")
+    cache = Path(env.get("XDG_CACHE_HOME") or home / ".cache") / "quantpipe"
+    mine = Path(env.get(ENV_DATA) or cache)
     shared = env.get("QUANTPIPE_SHARED_DATA") or str(REPO_ROOT.parent / "shared" / "data")
-    return [Path(sklearn).expanduser(), Path(shared).expanduser() / "scikit_learn_data"]
+    return [mine.expanduser(), Path(shared).expanduser()]
 
 
 def find_data_home(env: Mapping[str, str], home: Path) -> tuple[Path | None, str]:
-    """The first candidate folder that holds the cache file, and what to say if none does."""
+    """The first candidate folder that holds the archive, and what to say if none does."""
     candidates = data_home_candidates(env, home)
     for folder in candidates:
-        if (folder / CACHE_FILE).is_file():
+        if (folder / ARCHIVE).is_file():
             return folder, ""
     return None, (
-        f"the real California Housing data ({CACHE_FILE}) is in none of: "
+        f"the real California Housing data ({ARCHIVE}) is in none of: "
         + ", ".join(str(c) for c in candidates)
-        + "; run `python -m stages.fetch` once with a network (it caches the file in "
-        "~/scikit_learn_data), or set SCIKIT_LEARN_DATA to a folder that holds it"
+        + f"; run `python -m stages.fetch` once with a network (it keeps the archive in "
+        f"~/.cache/quantpipe), or set {ENV_DATA} to a folder that holds it"
     )
 
 
@@ -62,6 +63,6 @@ def require_data_home(env: Mapping[str, str], home: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def sklearn_data_home() -> Path:
-    """The real California Housing cache (see :func:`require_data_home`)."""
+def data_home() -> Path:
+    """The folder holding the real California Housing archive (see :func:`require_data_home`)."""
     return require_data_home(os.environ, Path.home())

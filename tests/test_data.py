@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import math
-import urllib.error
+import tarfile
+from pathlib import Path
 
 import numpy as np
+import pooch
 import pytest
 import sklearn.datasets
 from hypothesis import given
@@ -13,6 +16,7 @@ from hypothesis import strategies as st
 from sklearn.model_selection import train_test_split
 
 from quantpipe import data as fetch
+from quantpipe import source
 from quantpipe.data import (
     FEATURE_NAMES,
     Dataset,
@@ -136,39 +140,101 @@ def test_split_that_leaves_no_test_row_is_an_error():
         split_indices(10, test_size=0.0, seed=0)
 
 
-def test_offline_download_failure_says_how_to_use_a_local_copy(tmp_path, monkeypatch):
-    def no_network(**kwargs):
-        raise urllib.error.URLError("Name or service not known")
+# -- fetch: the canonical archive, checked by content, never unpickled ------------------------
 
-    monkeypatch.setattr(sklearn.datasets, "fetch_california_housing", no_network)
+
+def _tgz(path, members):
+    """A .tgz holding ``members`` (name to bytes)."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, content in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return path
+
+
+def _real_content(data_home):
+    with tarfile.open(data_home / source.ARCHIVE) as tar:
+        handle = tar.extractfile(source.MEMBER)
+        assert handle is not None
+        return handle.read()
+
+
+def test_offline_download_failure_says_how_to_use_a_local_copy(tmp_path, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(pooch, "retrieve", no_network)
     with pytest.raises(DataError) as info:
-        fetch.fetch_dataset(tmp_path)
+        source.fetch_dataset(tmp_path)
     message = str(info.value)
     assert "\n" not in message
-    assert message.startswith("could not download California Housing (<urlopen error Name")
-    assert "SCIKIT_LEARN_DATA=/path/to/scikit_learn_data dvc repro" in message
+    assert message.startswith("could not download cal_housing.tgz (Name or service not known)")
+    assert "offline? point it at a local copy: QUANTPIPE_DATA=/path/to/folder dvc repro" in message
 
 
-def test_unreadable_cache_says_to_delete_it(tmp_path, monkeypatch):
-    (tmp_path / fetch.CACHE_FILE).write_bytes(b"junk")
-    with pytest.raises(DataError, match=r"cal_housing_py3.pkz: unreadable \(.*\); delete it"):
-        fetch.fetch_dataset(tmp_path)
+def test_download_checks_the_canonical_hash_then_reads_the_archive(
+    data_home, tmp_path, monkeypatch
+):
+    calls = []
+
+    def retrieve(url, known_hash, fname, path, **kwargs):  # what pooch does, offline
+        calls.append((url, known_hash, fname, path))
+        (Path(path) / fname).write_bytes((data_home / source.ARCHIVE).read_bytes())
+        return str(Path(path) / fname)
+
+    monkeypatch.setattr(pooch, "retrieve", retrieve)
+    data = source.fetch_dataset(tmp_path)
+    assert calls == [
+        (source.ARCHIVE_URL, f"sha256:{source.ARCHIVE_SHA256}", "cal_housing.tgz", tmp_path)
+    ]
+    assert data.X.shape == (20640, 8)
+    source.fetch_dataset(tmp_path)  # there now: no second download
+    assert len(calls) == 1
 
 
-def _cached_table(sklearn_data_home):
-    import joblib
+@pytest.mark.parametrize(
+    ("archive", "message"),
+    [
+        (b"junk", r"cal_housing.tgz: unreadable \(.*\); delete it so that it is downloaded"),
+        ({"other.csv": b"1,2"}, r"cal_housing.tgz: has no CaliforniaHousing/cal_housing.data; del"),
+        ({source.MEMBER: b"1," * 10}, r"cal_housing.data differs from the canonical data \(sha256"),
+        (
+            {source.MEMBER: b"0" * (source.MEMBER_MAX_BYTES + 1)},
+            r"cal_housing.data is not a file of at most 4194304 bytes",
+        ),
+    ],
+)
+def test_an_archive_that_is_not_the_canonical_data_is_refused_before_parsing(
+    tmp_path, archive, message
+):
+    path = tmp_path / source.ARCHIVE
+    if isinstance(archive, bytes):
+        path.write_bytes(archive)
+    else:
+        _tgz(path, archive)
+    with pytest.raises(DataError, match=message):
+        source.fetch_dataset(tmp_path)
 
-    return joblib.load(sklearn_data_home / fetch.CACHE_FILE)
+
+def test_a_recompressed_copy_of_the_archive_is_accepted(data_home, tmp_path):
+    _tgz(tmp_path / source.ARCHIVE, {source.MEMBER: _real_content(data_home)})
+    copy, real = source.fetch_dataset(tmp_path), source.fetch_dataset(data_home)
+    assert copy.X.tobytes() == real.X.tobytes()
+    assert copy.y.tobytes() == real.y.tobytes()
 
 
-def test_content_that_differs_from_the_canonical_data_is_refused(sklearn_data_home, tmp_path):
-    import joblib
-
-    table = _cached_table(sklearn_data_home)
-    table[0, 1] += 1e-9
-    joblib.dump(table, tmp_path / fetch.CACHE_FILE, compress=6)
-    with pytest.raises(DataError, match=r"X differs from the canonical data set \(sha256"):
-        fetch.fetch_dataset(tmp_path)
+def test_the_arrays_are_scikit_learns_bit_for_bit(data_home):
+    """The digests the fetch checks are those of scikit-learn's own fetcher's arrays."""
+    data = source.fetch_dataset(data_home)
+    cache = data_home / "scikit_learn_data"
+    if not (cache / "cal_housing_py3.pkz").is_file():  # a user's folder holds the archive only
+        return
+    X, y = sklearn.datasets.fetch_california_housing(
+        data_home=str(cache), download_if_missing=False, return_X_y=True
+    )
+    assert data.X.tobytes() == np.ascontiguousarray(X).tobytes()
+    assert data.y.tobytes() == np.ascontiguousarray(y).tobytes()
 
 
 @pytest.mark.parametrize(
@@ -182,60 +248,25 @@ def test_content_that_differs_from_the_canonical_data_is_refused(sklearn_data_ho
         (np.zeros((20640, 9), dtype="f4"), r"holds a float32 array of shape \(20640, 9\)"),
     ],
 )
-def test_cache_that_is_not_the_table_says_to_delete_it(tmp_path, table, message):
-    import joblib
-
-    joblib.dump(table, tmp_path / fetch.CACHE_FILE)
+def test_a_table_of_another_shape_is_refused(table, message):
     with pytest.raises(DataError, match=message):
-        fetch.fetch_dataset(tmp_path)
+        fetch.dataset_from_table(table, "table")
 
 
-def test_reading_the_cache_gives_scikit_learns_arrays_bit_for_bit(sklearn_data_home):
-    X, y = sklearn.datasets.fetch_california_housing(
-        data_home=str(sklearn_data_home), download_if_missing=False, return_X_y=True
-    )
-    data = fetch.dataset_from_table(_cached_table(sklearn_data_home), "cache")
-    assert data.X.tobytes() == np.ascontiguousarray(X).tobytes()
-    assert data.y.tobytes() == np.ascontiguousarray(y).tobytes()
-
-
-def test_download_goes_through_scikit_learns_fetcher_then_reads_its_cache(
-    sklearn_data_home, tmp_path, monkeypatch
-):
-    calls = []
-
-    def fetcher(**kwargs):  # what the real one leaves behind: its cache file
-        calls.append(kwargs)
-        (tmp_path / fetch.CACHE_FILE).write_bytes(
-            (sklearn_data_home / fetch.CACHE_FILE).read_bytes()
-        )
-
-    monkeypatch.setattr(sklearn.datasets, "fetch_california_housing", fetcher)
-    data = fetch.fetch_dataset(tmp_path)
-    assert [c["data_home"] for c in calls] == [str(tmp_path)]
-    assert data.X.shape == (20640, 8)
-    fetch.fetch_dataset(tmp_path)  # cached now: no second download
-    assert len(calls) == 1
-
-
-def test_a_fetcher_that_writes_no_cache_is_an_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(sklearn.datasets, "fetch_california_housing", lambda **kwargs: None)
-    with pytest.raises(DataError, match=r"cal_housing_py3.pkz: scikit-learn's fetcher did not"):
-        fetch.fetch_dataset(tmp_path)
-
-
-def test_data_home_is_found_as_scikit_learn_finds_it(tmp_path, monkeypatch):
-    monkeypatch.setenv("SCIKIT_LEARN_DATA", str(tmp_path / "env"))
-    assert fetch.resolve_data_home() == tmp_path / "env"
-    assert fetch.resolve_data_home(tmp_path / "given") == tmp_path / "given"
-    assert str(fetch.resolve_data_home()) == sklearn.datasets.get_data_home()
-    monkeypatch.delenv("SCIKIT_LEARN_DATA")
+def test_the_data_folder_is_quantpipe_data_else_the_users_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("QUANTPIPE_DATA", str(tmp_path / "env"))
+    assert source.data_folder() == tmp_path / "env"
+    assert source.data_folder(tmp_path / "given") == tmp_path / "given"
+    monkeypatch.delenv("QUANTPIPE_DATA")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert source.data_folder() == tmp_path / "xdg" / "quantpipe"
+    monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert fetch.resolve_data_home() == tmp_path / "scikit_learn_data"
+    assert source.data_folder() == tmp_path / ".cache" / "quantpipe"
 
 
-def test_fetch_real_data(sklearn_data_home):
-    data = fetch.fetch_dataset(sklearn_data_home)
+def test_fetch_real_data(data_home):
+    data = source.fetch_dataset(data_home)
     assert data.X.shape == (20640, 8)
     assert data.y.min() == pytest.approx(0.14999)
     assert data.y.max() == pytest.approx(5.00001)

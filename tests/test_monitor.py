@@ -13,7 +13,7 @@ from numpy.testing import assert_allclose
 from scipy.stats import ks_2samp
 
 from quantpipe import monitoring as monitor
-from quantpipe.data import FEATURE_NAMES, fetch_dataset, split_dataset
+from quantpipe.data import FEATURE_NAMES, split_dataset
 from quantpipe.drift import (
     bin_shares,
     build_reference,
@@ -27,6 +27,7 @@ from quantpipe.errors import ModelFileError
 from quantpipe.params import MonitorParams
 from quantpipe.registry import ModelRegistry
 from quantpipe.serve.telemetry import DriftWindow
+from quantpipe.source import fetch_dataset
 from tests.conftest import REPO_ROOT
 from tests.models import rows, write_models
 
@@ -231,8 +232,8 @@ def test_monitor_bad_input_gets_one_line(workspace, capsys, text, message):
 
 
 @pytest.fixture(scope="module")
-def real(sklearn_data_home, tmp_path_factory):
-    data = fetch_dataset(sklearn_data_home)
+def real(data_home, tmp_path_factory):
+    data = fetch_dataset(data_home)
     train, test = split_dataset(data, seed=42, test_size=0.2)
     models = write_models(tmp_path_factory.mktemp("monitor") / "models")
     return train, test, ModelRegistry.from_directory(models)

@@ -48,7 +48,7 @@ class Repo:
         self.env = {
             **os.environ,
             "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
-            "SCIKIT_LEARN_DATA": str(data_home),
+            "QUANTPIPE_DATA": str(data_home),
             "DVC_NO_ANALYTICS": "1",
             "PYTHONPATH": str(path),
         }
@@ -77,10 +77,10 @@ class Repo:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, sklearn_data_home):
+def repo(tmp_path_factory, data_home):
     path = tmp_path_factory.mktemp("quantpipe")
     _copy_repository(path)
-    repo = Repo(path, sklearn_data_home)
+    repo = Repo(path, data_home)
     repo.dvc("repro")
     return repo
 
