@@ -12,6 +12,11 @@ Run from the repository root after ``dvc repro``, with wrk installed (``apt-get 
 wrk``)::
 
     python benchmarks/serve_bench.py [--seconds 10] [--workdir /tmp/quantpipe-bench]
+        [--baseline ../quantpipe-old] [--skip-mlserver]
+
+``--baseline`` also serves the models of another checkout with its own code (a clone of
+an older revision, after ``dvc repro`` in it), one worker setting after the other, so that
+a change is measured against what it replaced in one run.
 
 MLServer is installed on first use into its own virtual environment under ``--workdir``
 (``mlserver==1.7.1 mlserver-sklearn==1.7.1 uvloop==0.21.0``; about a minute). Both servers
@@ -21,6 +26,7 @@ and wrk share this machine's cores, so quote figures from one run only, side by 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -267,7 +273,7 @@ def table(results: dict[str, dict]) -> str:
 
 
 def comparison(results: dict[str, dict]) -> str:
-    ours = [n for n in results if n.startswith("quantpipe")]
+    ours = [n for n in results if n.startswith("quantpipe")]  # not the baseline
     theirs = [n for n in results if n.startswith("MLServer")]
     lines = [
         "| payload | concurrency | rows/s: quantpipe / MLServer | ratio | p99 ms: quantpipe / "
@@ -297,6 +303,11 @@ def main() -> None:
     p.add_argument("--workdir", type=Path, default=Path("/tmp/quantpipe-bench"))
     p.add_argument("--mlserver-venv", type=Path, help="an existing venv with MLServer 1.7")
     p.add_argument("--skip-mlserver", action="store_true")
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of another revision (dvc repro run in it) to measure in the same run",
+    )
     args = p.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install wrk")
@@ -305,11 +316,20 @@ def main() -> None:
     X = test[:1000]
     results: dict[str, dict] = {}
 
-    for workers in (1, 2):
-        label = f"quantpipe w{workers}"
+    servers = [("quantpipe", None)]
+    if args.baseline is not None:  # another checkout of quantpipe, measured in the same run
+        servers.append((f"baseline {args.baseline.name}", args.baseline.resolve()))
+    for workers, (name, checkout) in itertools.product((1, 2), servers):
+        label = f"{name} w{workers}"
         port = free_port()
         command = [sys.executable, "-m", "quantpipe.serve", "--port", str(port), "-q"]
-        proc = subprocess.Popen([*command, "--workers", str(workers)], start_new_session=True)
+        env = dict(os.environ)
+        if checkout is not None:
+            env["PYTHONPATH"] = str(checkout)
+            command += ["--models-dir", str(checkout / "models")]
+        proc = subprocess.Popen(
+            [*command, "--workers", str(workers)], start_new_session=True, env=env
+        )
         try:
             ready = wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc)
             print(f"{label} ready in {ready:.1f} s", flush=True)

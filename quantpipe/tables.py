@@ -114,43 +114,53 @@ def _csv_row(line: str, lineno: int, layout: Layout, missing_ok: bool) -> list[f
     ]
 
 
+def _numbered(lines: Sequence[str], first_lineno: int) -> Iterator[tuple[int, str]]:
+    """The non-blank lines, each with its 1-based line number in the input."""
+    return ((first_lineno + i, line) for i, line in enumerate(lines) if line.strip())
+
+
 def parse_csv(
-    numbered: Sequence[tuple[int, str]], layout: Layout, missing_ok: bool = False
+    lines: Sequence[str], first_lineno: int, layout: Layout, missing_ok: bool = False
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Parse CSV lines (no header, no blank line) into features and, if present, targets.
+    """Parse CSV lines (no header) into features and, if present, targets.
 
     Parameters
     ----------
-    numbered : sequence of (int, str)
-        Each line with its 1-based line number in the input, for messages.
+    lines : sequence of str
+        Lines of the input; blank ones are skipped.
+    first_lineno : int
+        The 1-based line number of ``lines[0]`` in the input, for messages.
     layout : Layout
     missing_ok : bool
         Whether an empty or non-finite value is a missing value (NaN) rather than an error.
 
     Returns
     -------
-    X : ndarray of shape (len(numbered), n_features), float64
-    y : ndarray of shape (len(numbered),) or None
+    X : ndarray of shape (n_rows, n_features), float64
+    y : ndarray of shape (n_rows,) or None
 
     Raises
     ------
     InputError
         Naming the first bad line and column.
     """
-    lines = [line for _, line in numbered]
+    rows_only = lines
+    if "\n" in lines or "\r\n" in lines:  # C-speed checks for the usual blank lines
+        rows_only = [line for line in lines if line.strip()]
+    if not rows_only:
+        empty = np.empty((0, len(layout.features)))
+        return empty, (np.empty(0) if layout.target is not None else None)
     try:  # the fast path: numpy's reader, for well-formed rows of numbers
-        table = np.loadtxt(lines, delimiter=",", dtype=np.float64, ndmin=2, comments=None)
+        table = np.loadtxt(rows_only, delimiter=",", dtype=np.float64, ndmin=2, comments=None)
     except ValueError:
         table = None
     if (
         table is None
-        or table.shape != (len(lines), len(layout.names))
+        or table.shape != (len(rows_only), len(layout.names))
         or not (missing_ok or np.isfinite(table[:, list(layout.features)]).all())
-    ):
-        table = np.array(
-            [_csv_row(line, lineno, layout, missing_ok) for lineno, line in numbered],
-            dtype=np.float64,
-        ).reshape(len(lines), len(layout.names))
+    ):  # the slow path, on anything unusual: line by line, to say what is wrong and where
+        rows = [_csv_row(line, n, layout, missing_ok) for n, line in _numbered(lines, first_lineno)]
+        table = np.array(rows, dtype=np.float64).reshape(len(rows), len(layout.names))
     X = table[:, list(layout.features)]
     y = table[:, layout.target] if layout.target is not None else None
     return X, y
@@ -200,29 +210,27 @@ def _json_row(
 
 
 def parse_jsonl(
-    numbered: Sequence[tuple[int, str]], names: Sequence[str], missing_ok: bool = False
+    lines: Sequence[str], first_lineno: int, names: Sequence[str], missing_ok: bool = False
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Parse JSON lines; returns and raises as :func:`parse_csv`.
+    """Parse JSON lines; takes, returns and raises as :func:`parse_csv`.
 
     The targets are returned if a line has a ``MedHouseVal`` key (NaN where one has not).
     """
-    parsed = [_json_row(line, lineno, names, missing_ok) for lineno, line in numbered]
+    parsed = [_json_row(line, n, names, missing_ok) for n, line in _numbered(lines, first_lineno)]
     table = np.array([row for row, _ in parsed], dtype=np.float64)
     table = table.reshape(len(parsed), len(names) + 1)
     has_target = any(has for _, has in parsed)
     return table[:, : len(names)], table[:, len(names)] if has_target else None
 
 
-def _numbered_lines(stream: Iterable[str]) -> Iterator[tuple[int, str]]:
-    """The non-blank lines with their 1-based numbers; a leading BOM dropped; UTF-8 checked."""
-    try:
-        for lineno, line in enumerate(stream, start=1):
-            if lineno == 1:
-                line = line.removeprefix(BOM)
-            if line.strip():
-                yield lineno, line
-    except UnicodeDecodeError as exc:
-        raise InputError(f"the input is not UTF-8 text ({exc.reason})") from None
+def _first_line(lines: Iterator[str]) -> tuple[int, str] | None:
+    """The first non-blank line and its number, a leading byte-order mark dropped."""
+    for lineno, line in enumerate(lines, start=1):
+        if lineno == 1:
+            line = line.removeprefix(BOM)
+        if line.strip():
+            return lineno, line
+    return None
 
 
 def read_chunks(
@@ -258,25 +266,36 @@ def read_chunks(
     InputError
         On the first bad line, or an input with no rows.
     """
-    lines = _numbered_lines(stream)
-    first = next(lines, None)
+    lines = iter(stream)
+    try:
+        yield from _chunks(lines, names, fmt, chunk_rows, missing_ok)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"the input is not UTF-8 text ({exc.reason})") from None
+
+
+def _chunks(
+    lines: Iterator[str], names: Sequence[str], fmt: str, chunk_rows: int, missing_ok: bool
+) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    first = _first_line(lines)
     if first is None:
         raise InputError("the input is empty: no rows")
+    lineno, line = first
     if fmt == "auto":
-        fmt = "jsonl" if first[1].lstrip().startswith(("[", "{")) else "csv"
-    if fmt == "csv":
-        layout = csv_layout(first[1], names)
-        if not layout.has_header:
-            lines = itertools.chain([first], lines)
+        fmt = "jsonl" if line.lstrip().startswith(("[", "{")) else "csv"
+    layout = csv_layout(line, names) if fmt == "csv" else None
+    if layout is not None and layout.has_header:
+        lineno += 1
     else:
-        lines = itertools.chain([first], lines)
+        lines = itertools.chain([line], lines)
     rows = 0
     while chunk := list(itertools.islice(lines, chunk_rows)):
-        yield (
-            parse_csv(chunk, layout, missing_ok)
-            if fmt == "csv"
-            else parse_jsonl(chunk, names, missing_ok)
-        )
-        rows += len(chunk)
+        if layout is not None:
+            X, y = parse_csv(chunk, lineno, layout, missing_ok)
+        else:
+            X, y = parse_jsonl(chunk, lineno, names, missing_ok)
+        lineno += len(chunk)
+        if len(X):
+            rows += len(X)
+            yield X, y
     if rows == 0:
         raise InputError("the input has a header but no rows")

@@ -96,14 +96,12 @@ def test_a_header_that_is_not_the_features_is_refused(first, message):
 
 def test_json_lines_objects_may_carry_the_target():
     lines = [
-        (
-            1,
-            '{"MedInc": 1, "HouseAge": 2, "AveRooms": 3, "AveBedrms": 4, "Population": 5, '
-            '"AveOccup": 6, "Latitude": 7, "Longitude": 8, "MedHouseVal": 9}',
-        ),
-        (2, "[1, 2, 3, 4, 5, 6, 7, 8]"),
+        '{"MedInc": 1, "HouseAge": 2, "AveRooms": 3, "AveBedrms": 4, "Population": 5, '
+        '"AveOccup": 6, "Latitude": 7, "Longitude": 8, "MedHouseVal": 9}',
+        "",
+        "[1, 2, 3, 4, 5, 6, 7, 8]",
     ]
-    got_X, got_y = parse_jsonl(lines, FEATURE_NAMES)
+    got_X, got_y = parse_jsonl(lines, 1, FEATURE_NAMES)
     np.testing.assert_array_equal(got_X, [list(range(1, 9))] * 2)
     assert got_y[0] == 9.0
     assert math.isnan(got_y[1])
@@ -119,10 +117,10 @@ def test_json_lines_objects_may_carry_the_target():
 )
 def test_json_numbers_of_any_size_and_depth(line, message):
     if message is None:
-        assert parse_jsonl([(1, line)], FEATURE_NAMES)[0][0, 7] == 2.0**64
+        assert parse_jsonl([line], 1, FEATURE_NAMES)[0][0, 7] == 2.0**64
         return
     with pytest.raises(InputError, match=message):
-        parse_jsonl([(1, line)], FEATURE_NAMES)
+        parse_jsonl([line], 1, FEATURE_NAMES)
 
 
 def test_text_that_is_not_utf8_is_one_line():
