@@ -555,3 +555,93 @@ def test_a_drift_reference_holding_nan_is_refused(tmp_path):
     save_reference(tmp_path / "reference.npz", reference)
     with pytest.raises(ModelFileError, match=r"reference.npz: holds a NaN or infinite value"):
         load_reference(tmp_path / "reference.npz")
+
+
+# -- the campaign: every class of hostile request, one worker and two ------------------------
+
+
+def _campaign(models):
+    """(what, method, path, body, headers) of each class of hostile request."""
+    from tests.test_serve import BAD_JSON_REQUESTS
+
+    deep = json.dumps(_tensor(name=_deep(900), datatype=_deep(900), shape=_deep(900))).encode()
+    binary, headers = binary_request(rows(2))
+    cases = [
+        (case, "POST", "/v2/models/q8/infer", body, {}) for case, body, *_ in BAD_JSON_REQUESTS
+    ]
+    cases += [
+        ("deep", "POST", "/v2/models/q8/infer", deep, {}),
+        (
+            "length ²",
+            "POST",
+            "/v2/models/q8/infer",
+            binary,
+            {**headers, "Inference-Header-Content-Length": "²"},
+        ),
+        (
+            "length 5000 digits",
+            "POST",
+            "/v2/models/q8/infer",
+            binary,
+            {**headers, "Inference-Header-Content-Length": "9" * 5000},
+        ),
+        ("overflow", "POST", "/v2/models/fp64/infer", _tensor(data=OVERFLOW), {}),
+        ("long model name", "POST", "/v2/models/" + "m" * 10_000 + "/infer", _tensor(), {}),
+        ("trailing slash", "GET", "/v2/health/ready/", None, {"Host": "evil.test"}),
+        ("method", "DELETE", "/v2/models/q8", None, {}),
+        ("unknown path", "GET", "/v3/" + "x" * 5000, None, {}),
+    ]
+    return cases
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_no_hostile_request_gets_a_5xx_with_one_worker_or_two(models, workers):
+    from tests.test_serve import start_server, stop_server
+
+    proc, srv = start_server(models, "--workers", str(workers), "--head-timeout", "0.3")
+    try:
+        for what, method, path, body, headers in _campaign(models):
+            status, got_headers, content = srv.call(method, path, body, headers)
+            assert 400 <= status < 500, (what, status, content[:200])
+            assert got_headers.get("content-type") == "application/json", what
+            assert set(json.loads(content)) == {"error"}, what
+            assert srv.json("GET", "/v2/health/live") == (200, {"live": True}), what
+        raw = [
+            (b"GET / HTTP/1.1\r\nx: " + b"a" * 1_000_000, 431),
+            (b"GET /v2/hea", 408),
+            (b"\r\n" * 10, 408),
+            (b"BAD\r\n\r\n", 400),
+            # a JSON body over the limit, refused on its Content-Length before it is sent
+            (b"POST /v2/models/q8/infer HTTP/1.1\r\ncontent-length: 9437184\r\n\r\n", 413),
+        ]
+        for data, want in raw:
+            status, body = _raw(srv, data)
+            assert status == want, (data[:20], status)
+            assert set(json.loads(body)) == {"error"}
+        assert srv.json("GET", "/v2/health/ready") == (200, {"ready": True})
+    finally:
+        stop_server(proc)
+
+
+@pytest.mark.slow
+def test_with_two_workers_the_drift_window_is_the_servers(models, tmp_path):
+    import shutil
+
+    from quantpipe.drift import build_reference, save_reference
+    from tests.test_serve import start_server, stop_server
+
+    served = tmp_path / "models"
+    shutil.copytree(models, served)
+    save_reference(served / "reference.npz", build_reference(rows(5000, seed=7), FEATURE_NAMES))
+    proc, srv = start_server(served, "--workers", "2", "--drift-window", "1000")
+    try:
+        for seed in range(30):  # new connections: uvicorn spreads them over both workers
+            body = json.dumps(infer_body(rows(3, seed=seed))).encode()
+            assert srv.call("POST", "/v2/models/q8/infer", body)[0] == 200
+        text = srv.call("GET", "/metrics")[2].decode()
+        # one worker's window would hold only the rows that worker served
+        assert "quantpipe_drift_window_rows 90.0" in text
+        assert 'quantpipe_inferred_rows_total{model="q8"} 90.0' in text
+    finally:
+        stop_server(proc)

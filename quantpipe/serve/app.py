@@ -54,7 +54,7 @@ from quantpipe.serve.protocol import (
     parse_infer_request,
     whole_number,
 )
-from quantpipe.serve.telemetry import DriftWindow, Metrics
+from quantpipe.serve.telemetry import ENV_PROMETHEUS_DIR, DriftWindow, Metrics
 
 log = logging.getLogger("quantpipe.serve")
 
@@ -310,6 +310,7 @@ def create_app(
     reference: Reference | None = None,
     drift_window: int = DEFAULT_DRIFT_WINDOW,
     max_json_bytes: int = DEFAULT_MAX_JSON_BYTES,
+    shared_dir: Path | None = None,
 ) -> Starlette:
     """The ASGI application serving every model of ``registry``.
 
@@ -320,13 +321,18 @@ def create_app(
         Larger infer bodies get 413.
     max_json_bytes : int
         Larger JSON infer bodies, or JSON headers of binary ones, get 413.
+    shared_dir : Path, optional
+        The folder the worker processes share (their metrics'): each keeps its drift window
+        there, and the gauges score all of them together.
     reference : Reference, optional
         The training data's reference; with it, the last ``drift_window`` input rows are
         kept and scored for drift at ``/metrics``.
     drift_window : int
         Rows kept for drift scoring; 0 turns it off.
     """
-    drift = DriftWindow(reference, drift_window) if reference is not None and drift_window else None
+    drift = None
+    if reference is not None and drift_window:
+        drift = DriftWindow(reference, drift_window, shared_dir)
     app = Starlette(
         routes=_routes(),
         exception_handlers={
@@ -377,4 +383,5 @@ def app_from_environment() -> Starlette:
         load_drift_reference(models_dir),
         int(os.environ.get(ENV_DRIFT_WINDOW, DEFAULT_DRIFT_WINDOW)),
         int(os.environ.get(ENV_MAX_JSON, DEFAULT_MAX_JSON_BYTES)),
+        Path(os.environ[ENV_PROMETHEUS_DIR]) if os.environ.get(ENV_PROMETHEUS_DIR) else None,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from prometheus_client import (
@@ -30,14 +31,29 @@ class DriftWindow:
     """The most recent inputs, scored against the training reference.
 
     A fixed-size ring buffer (memory stays bounded), shared by the request handlers under a
-    lock.
+    lock. With ``directory`` (the workers' shared folder), the buffer and its row count are
+    memory-mapped files there, one pair per worker process, and :meth:`scores` reads every
+    live worker's window: the gauges then describe the server's recent inputs, not one
+    worker's.
     """
 
-    def __init__(self, reference: Reference, size: int):
+    def __init__(self, reference: Reference, size: int, directory: Path | None = None):
         self.reference = reference
-        self.buffer = np.empty((size, len(reference.feature_names)))
-        self.seen = 0  # rows ever added; the window holds the last min(seen, size)
+        self.directory = directory
+        shape = (size, len(reference.feature_names))
         self.lock = threading.Lock()
+        if directory is None:
+            self.buffer: np.ndarray = np.empty(shape)
+            self.count: np.ndarray = np.zeros(1, dtype=np.int64)
+            return
+        stem = directory / f"drift-{os.getpid()}"
+        self.buffer = np.lib.format.open_memmap(f"{stem}.rows.npy", "w+", np.float64, shape)
+        self.count = np.lib.format.open_memmap(f"{stem}.seen.npy", "w+", np.int64, (1,))
+
+    @property
+    def seen(self) -> int:
+        """Rows ever added to this process's window; it holds the last min(seen, size)."""
+        return int(self.count[0])
 
     def add(self, X: np.ndarray) -> None:
         """Append rows, shape (n, n_features), dropping the oldest beyond the window."""
@@ -49,15 +65,39 @@ class DriftWindow:
             first = min(len(rows), size - start)
             self.buffer[start : start + first] = rows[:first]
             self.buffer[: len(rows) - first] = rows[first:]
-            self.seen += len(X)
+            self.count[0] += len(X)
+
+    def _windows(self) -> list[np.ndarray]:
+        with self.lock:
+            windows = [self.buffer[: min(self.seen, self.buffer.shape[0])].copy()]
+        if self.directory is None:
+            return windows
+        for seen_file in sorted(self.directory.glob("drift-*.seen.npy")):
+            pid = int(seen_file.name.split("-")[1].split(".")[0])
+            if pid == os.getpid() or not _alive(pid):
+                continue
+            seen = int(np.load(seen_file, mmap_mode="r")[0])
+            rows = np.load(seen_file.with_name(f"drift-{pid}.rows.npy"), mmap_mode="r")
+            windows.append(np.array(rows[: min(seen, rows.shape[0])]))
+        return windows
 
     def scores(self) -> tuple[int, dict[str, dict[str, float]]]:
-        """Rows in the window and each feature's PSI and KS against the training data."""
-        with self.lock:
-            window = self.buffer[: min(self.seen, self.buffer.shape[0])].copy()
+        """Rows in the window (every live worker's) and each feature's PSI and KS."""
+        window = np.concatenate(self._windows())
         if len(window) == 0:
             return 0, {}
         return len(window), feature_drift(self.reference, window)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (a worker that died leaves its window file behind)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Metrics:
@@ -91,28 +131,28 @@ class Metrics:
                 "quantpipe_drift_window_rows",
                 "Recent input rows in the drift window.",
                 registry=self.registry,
-                multiprocess_mode="max",
+                multiprocess_mode="livemostrecent",
             )
             self.psi = Gauge(
                 "quantpipe_drift_psi",
                 "Population stability index of the recent inputs against the training data.",
                 ["feature"],
                 registry=self.registry,
-                multiprocess_mode="max",
+                multiprocess_mode="livemostrecent",
             )
             self.ks = Gauge(
                 "quantpipe_drift_ks",
                 "Kolmogorov-Smirnov statistic of the recent inputs against the training data.",
                 ["feature"],
                 registry=self.registry,
-                multiprocess_mode="max",
+                multiprocess_mode="livemostrecent",
             )
 
     def exposition(self) -> bytes:
         """The metrics in Prometheus text format.
 
-        Summed over worker processes if there are several (the drift gauges: the largest
-        worker's).
+        Summed over worker processes if there are several; the drift gauges are those the
+        answering worker has just computed over every live worker's window.
         """
         if self.drift is not None:
             rows, scores = self.drift.scores()
