@@ -118,3 +118,19 @@ def tidy_lockfile(
     if text.getvalue() != before:
         write_text(lockfile, text.getvalue())
     return removed
+
+
+def pipeline_outputs(dvcfile: Path) -> set[str]:
+    """Every path that a stage of ``dvcfile`` lists under ``outs``, ``metrics`` or ``plots``.
+
+    Paths with ``${...}`` (a matrix item's) are left as written.
+    """
+    import yaml  # read only: ruamel's round trip is for files this module rewrites
+
+    stages = (yaml.safe_load(dvcfile.read_text(encoding="utf-8")) or {}).get("stages", {})
+    found: set[str] = set()
+    for stage in stages.values():
+        for key in ("outs", "metrics", "plots"):
+            for entry in stage.get(key) or []:
+                found.update([entry] if isinstance(entry, str) else entry)
+    return found

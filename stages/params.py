@@ -1,7 +1,8 @@
 """Stage ``params``: validate the whole params file, write nothing.
 
-``dvc.yaml`` gives this stage every key of ``params.yaml``, so any edit to the file,
-including a new misspelt key that no other stage lists, makes ``dvc repro`` run it.
+``dvc.yaml`` gives this stage every key of ``params.yaml`` and the file's bytes, so any edit
+to the file, including a new misspelt key that no other stage lists, makes ``dvc repro`` run
+it. It also checks that ``monitor.batch`` exists or is written by a stage.
 """
 
 from __future__ import annotations
@@ -13,13 +14,30 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from quantpipe import cli, paths
+from quantpipe.errors import ParamsError, show
+from quantpipe.lockfile import pipeline_outputs
 from quantpipe.params import load_params
 
 log = logging.getLogger("quantpipe.params")
 
 
+def _check_batch(batch: str, dvcfile: Path) -> None:
+    """Check that ``monitor.batch`` exists or is an output of the pipeline.
+
+    The default, the test split, is an output. Otherwise the monitor stage would fail only
+    after DVC has started it.
+    """
+    if Path(batch).exists() or batch in pipeline_outputs(dvcfile):
+        return
+    raise ParamsError(
+        f"params.yaml: monitor.batch = {show(batch)}: no such file, and no stage writes it; "
+        "give the path of an existing .csv or .npz"
+    )
+
+
 def _body(args: argparse.Namespace) -> None:
     params = load_params(args.params)
+    _check_batch(params.monitor.batch, args.dvcfile)
     log.info("%s is valid: %s", args.params, params)
 
 
@@ -27,6 +45,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m stages.params
     """Run the stage; returns the exit status."""
     p = cli.parser(prog, "Validate params.yaml (every key, every value); writes nothing.")
     p.add_argument("--params", type=Path, default=paths.PARAMS, help="params file")
+    p.add_argument("--dvcfile", type=Path, default=paths.DVCFILE, help="the pipeline")
     return cli.run(_body, p.parse_args(argv))
 
 

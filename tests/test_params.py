@@ -313,3 +313,18 @@ def test_a_huge_value_gives_a_short_line(tmp_path):
     assert len(str(info.value)) < 200
     assert str(info.value).startswith("params.yaml: quantize.scheme = [[0, 1, 2, 3, 4, 5, ...], [")
     assert str(info.value).endswith(" ... is not allowed; use one of: symmetric, asymmetric")
+
+
+def test_the_params_stage_refuses_a_monitor_batch_nobody_has_or_writes(tmp_path, capsys):
+    from stages import params as stage
+
+    path = _committed_with(tmp_path, "batch: data/split/test.npz", "batch: data/missing.csv")
+    argv = ["--params", str(path), "--dvcfile", str(REPO_ROOT / "dvc.yaml"), "-q"]
+    assert stage.main(argv) == 1
+    assert capsys.readouterr().err == (
+        "error: params.yaml: monitor.batch = 'data/missing.csv': no such file, and no stage "
+        "writes it; give the path of an existing .csv or .npz\n"
+    )
+    default = _committed_with(tmp_path, "batch: data/split/test.npz", "batch: data/split/test.npz")
+    argv[1] = str(default)
+    assert stage.main(argv) == 0  # not there yet, perhaps, but the split stage writes it
