@@ -94,6 +94,7 @@ def test_show_is_short_for_any_value():
     assert show({"a": DEEP}) == "{'a': [[[...]]]}"
     assert show(list(range(9))) == "[0, 1, 2, 3, 4, 5, ...]"
     assert len(show([["x" * 50] * 6] * 6)) == 60
+    assert show(10**5000) == "an integer too long to show"
 
 
 def test_an_unexpected_failure_is_a_counted_json_500(app, monkeypatch):
@@ -447,6 +448,7 @@ def test_a_head_under_the_limit_with_a_body_in_the_same_packet_is_served(guarded
     assert len(json.loads(answer)["outputs"][0]["data"]) == 500
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "partial", [b"GET /v2/hea", b"\r\n\r\n\r\n", b"GET / HTTP/1.1\r\nx: y\r\n"]
 )
@@ -625,7 +627,7 @@ def test_no_hostile_request_gets_a_5xx_with_one_worker_or_two(models, workers):
 
 
 @pytest.mark.slow
-def test_with_two_workers_the_drift_window_is_the_servers(models, tmp_path):
+def test_with_two_workers_the_drift_window_is_the_servers(models, tmp_path, monkeypatch):
     import shutil
 
     from quantpipe.drift import build_reference, save_reference
@@ -634,14 +636,99 @@ def test_with_two_workers_the_drift_window_is_the_servers(models, tmp_path):
     served = tmp_path / "models"
     shutil.copytree(models, served)
     save_reference(served / "reference.npz", build_reference(rows(5000, seed=7), FEATURE_NAMES))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # where the workers keep their windows
     proc, srv = start_server(served, "--workers", "2", "--drift-window", "1000")
     try:
         for seed in range(30):  # new connections: uvicorn spreads them over both workers
             body = json.dumps(infer_body(rows(3, seed=seed))).encode()
             assert srv.call("POST", "/v2/models/q8/infer", body)[0] == 200
+        seen = [int(np.load(f)[0]) for f in (tmp_path / "tmp").glob("*/drift-*.seen.npy")]
+        assert len(seen) == 2
+        assert sum(seen) == 90
+        assert min(seen) > 0, "one worker served every request: the test proves nothing"
         text = srv.call("GET", "/metrics")[2].decode()
         # one worker's window would hold only the rows that worker served
         assert "quantpipe_drift_window_rows 90.0" in text
         assert 'quantpipe_inferred_rows_total{model="q8"} 90.0' in text
     finally:
         stop_server(proc)
+
+
+def test_an_npz_whose_zip_directory_lies_about_the_size_is_refused_without_allocating(tmp_path):
+    import io as _io
+    import struct
+    import zipfile
+
+    from quantpipe.errors import DataError
+    from quantpipe.io import load_npz
+
+    header = _io.BytesIO()
+    shape = (2**28,)  # 2 GiB of float64, which the zip's directory claims too
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": shape}
+    )
+    buffer = _io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("X.npy", header.getvalue() + b"\0" * 8)
+    data = bytearray(buffer.getvalue())
+    lie = struct.pack("<I", len(header.getvalue()) + 8 * 2**28)
+    local, central = data.find(b"PK\x03\x04"), data.find(b"PK\x01\x02")
+    data[local + 18 : local + 26] = lie + lie  # compressed and uncompressed sizes
+    data[central + 20 : central + 28] = lie + lie
+    (tmp_path / "x.npz").write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"x.npz: corrupt or truncated \("):
+        load_npz(tmp_path / "x.npz", DataError)
+    # and with 1 GiB of address space, so that believing the 4 GiB claim would be a MemoryError
+    import subprocess
+    import sys
+
+    script = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30)); "
+        "from quantpipe.errors import DataError; from quantpipe.io import load_npz\n"
+        "try: load_npz(sys.argv[1], DataError)\n"
+        "except DataError as e: print('refused', e)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "x.npz")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-300:]
+    assert result.stdout.startswith("refused ")
+
+
+@pytest.mark.slow
+def test_a_body_after_an_early_answer_and_pipelined_requests_are_no_head(guarded):
+    import socket
+
+    body = b"x" * 100_000  # far over the 8192-byte head limit
+    head = b"POST /v2/models/nope/infer HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", guarded.port), timeout=5) as sock:
+        sock.sendall(head % len(body))
+        assert sock.recv(65536).startswith(b"HTTP/1.1 404 ")  # answered before the body
+        sock.sendall(body)
+        live = b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\n\r\n"
+        sock.sendall(live + live[:-2] + b"connection: close\r\n\r\n")  # two, pipelined
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    assert reply.count(b"HTTP/1.1 200 OK") == 2, reply[:300]
+    assert b"431" not in reply
+
+
+def test_a_cast_whose_header_names_another_dtype_is_refused(tmp_path):
+    from quantpipe.errors import ModelFileError
+    from quantpipe.modelfile import cast_model_arrays, load_model, save_model
+    from quantpipe.npzformat import header_array
+    from tests.models import COEF, INTERCEPT
+
+    coef = COEF.astype(np.float16)
+    arrays = cast_model_arrays(coef, np.float16(INTERCEPT), "float16", tuple(FEATURE_NAMES), {})
+    header = json.loads(bytes(arrays["header"]).decode())
+    header["variant"] = "float32"
+    arrays["header"] = header_array(header)
+    save_model(tmp_path / "float32.npz", arrays)
+    with pytest.raises(ModelFileError, match=r"float32.npz: a float16 cast named 'float32'"):
+        load_model(tmp_path / "float32.npz", "float32")

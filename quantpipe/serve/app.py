@@ -39,7 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from quantpipe import __version__
 from quantpipe.drift import Reference, load_reference
-from quantpipe.errors import InputError, RequestError, show
+from quantpipe.errors import InputError, RequestError, cut, show
 from quantpipe.registry import ModelRegistry
 from quantpipe.serve.protocol import (
     EXTENSIONS,
@@ -49,7 +49,6 @@ from quantpipe.serve.protocol import (
     OUTPUT_NAME,
     PLATFORM,
     SERVER_NAME,
-    cut,
     infer_response,
     parse_infer_request,
     whole_number,
@@ -231,7 +230,10 @@ async def prometheus(request: Request) -> Response:
 
 async def _request_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestError)
-    return _error(exc.status, exc.message)
+    response = _error(exc.status, exc.message)
+    if exc.status == 413:  # the rest of the body will not be read: end the connection
+        response.headers["connection"] = "close"
+    return response
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -48,6 +48,7 @@ from quantpipe.serve.telemetry import ENV_PROMETHEUS_DIR
 
 log = logging.getLogger("quantpipe.serve")
 DEFAULT_MAX_CONNECTIONS = 256
+MAX_DRIFT_WINDOW = 1_000_000  # rows of 8 float64 features: 64 MB per worker
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -68,8 +69,16 @@ def _check(args: argparse.Namespace) -> None:
             f"--max-connections {args.max_connections} is not allowed; use 1 or more",
         ),
         (
-            args.drift_window >= 0,
-            f"--drift-window {args.drift_window} is not allowed; use 0 or more",
+            0 <= args.drift_window <= MAX_DRIFT_WINDOW,
+            f"--drift-window {args.drift_window} is not allowed; use 0 to {MAX_DRIFT_WINDOW:,}",
+        ),
+        (
+            args.max_body_bytes >= 1024,
+            f"--max-body-bytes {args.max_body_bytes} is not allowed; use 1024 or more",
+        ),
+        (
+            args.max_json_bytes >= 1024,
+            f"--max-json-bytes {args.max_json_bytes} is not allowed; use 1024 or more",
         ),
     ]
     for ok, message in checks:

@@ -33,40 +33,49 @@ _REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header 
 
 
 class GuardedHttpTools(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a size limit and a deadline on each request head."""
+    """uvicorn's httptools protocol with a size limit and a deadline on each request head.
+
+    A head starts with the first byte that arrives when no request is open (at the
+    connection's start, or after the previous request's last byte) and ends when its headers
+    are complete; bytes of a request's body, even those arriving after an early answer (a
+    404, a 413), never count. A connection that has sent nothing is closed after the same
+    deadline.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.max_head_bytes = int(os.environ.get(ENV_MAX_HEAD, DEFAULT_MAX_HEAD_BYTES))
         self.head_timeout = float(os.environ.get(ENV_HEAD_TIMEOUT, DEFAULT_HEAD_TIMEOUT))
-        self.in_head = True  # from a response's end (or the connection's start) to headers
+        self.in_head = False  # between a head's first byte and its headers' end
+        self.message_open = False  # between a request's first byte and its last
         self.head_bytes = 0
         self.head_timer: asyncio.TimerHandle | None = None
 
-    def _arm(self) -> None:
+    def _start_head(self) -> None:
         self.in_head, self.head_bytes = True, 0
-        if self.head_timer is not None:
-            self.head_timer.cancel()
-        self.head_timer = self.loop.call_later(self.head_timeout, self._head_timed_out)
+        if self.head_timer is None:
+            self.head_timer = self.loop.call_later(self.head_timeout, self._head_timed_out)
 
-    def _disarm(self) -> None:
+    def _end_head(self) -> None:
         self.in_head = False
         if self.head_timer is not None:
             self.head_timer.cancel()
             self.head_timer = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        """Start the first head's deadline."""
+        """Start the deadline of the first head (or of a connection that sends nothing)."""
         super().connection_made(transport)
-        self._arm()
+        self._start_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Drop the deadline with the connection."""
-        self._disarm()
+        self._end_head()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         """Parse at most the head's remaining allowance while in a head; refuse past it."""
+        if not self.in_head and not self.message_open:
+            self._start_head()  # bytes between requests: the next head (or blank lines)
         if not self.in_head:
             super().data_received(data)
             return
@@ -81,18 +90,24 @@ class GuardedHttpTools(HttpToolsProtocol):
                 self._refuse(431, f"request head over the {self.max_head_bytes}-byte limit")
             return
         if rest:
-            super().data_received(rest)
+            self.data_received(rest)  # the body, or (pipelined) the next request's head
+
+    def on_message_begin(self) -> None:
+        """A request starts: its head is already being counted."""
+        self.message_open = True
+        if not self.in_head:
+            self._start_head()
+        super().on_message_begin()
 
     def on_headers_complete(self) -> None:
-        """The head is complete: no limit or deadline until the response has gone."""
-        self._disarm()
+        """The head is complete: no limit or deadline for the rest of the request."""
+        self._end_head()
         super().on_headers_complete()
 
-    def on_response_complete(self) -> None:
-        """Arm the next head's deadline (uvicorn's keep-alive timer stops at its first byte)."""
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self._arm()
+    def on_message_complete(self) -> None:
+        """The request's last byte: what comes next is the next head."""
+        self.message_open = False
+        super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
         """Answer a request that httptools cannot parse as JSON, not as uvicorn's text."""
@@ -108,7 +123,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         self._refuse(408, f"request head not complete within {self.head_timeout:g} s")
 
     def _refuse(self, status: int, message: str) -> None:
-        self._disarm()
+        self._end_head()
         body = orjson.dumps({"error": message})
         self.transport.write(
             b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"

@@ -42,11 +42,6 @@ class InferRequest:
     binary_output: bool
 
 
-def cut(text: str, limit: int = 80) -> str:
-    """``text``, or its first ``limit - 1`` characters and an ellipsis."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _name(tensor: dict[str, Any]) -> str:
     """The input tensor's ``name``: required by the protocol, a string of 1 to 256 characters."""
     name = tensor.get("name")

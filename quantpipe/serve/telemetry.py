@@ -76,9 +76,12 @@ class DriftWindow:
             pid = int(seen_file.name.split("-")[1].split(".")[0])
             if pid == os.getpid() or not _alive(pid):
                 continue
-            seen = int(np.load(seen_file, mmap_mode="r")[0])
-            rows = np.load(seen_file.with_name(f"drift-{pid}.rows.npy"), mmap_mode="r")
-            windows.append(np.array(rows[: min(seen, rows.shape[0])]))
+            try:  # read without the other worker's lock: a row may be torn, for a gauge
+                seen = int(np.load(seen_file, mmap_mode="r")[0])
+                rows = np.load(seen_file.with_name(f"drift-{pid}.rows.npy"), mmap_mode="r")
+                windows.append(np.array(rows[: min(seen, rows.shape[0])]))
+            except (OSError, ValueError):  # a worker still creating its files, or gone
+                continue
         return windows
 
     def scores(self) -> tuple[int, dict[str, dict[str, float]]]:
