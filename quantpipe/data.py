@@ -1,4 +1,4 @@
-"""The California Housing data set: its arrays, validation, file format, fetch and split.
+"""The California Housing data set: its arrays, validation, file format and split.
 
 :mod:`quantpipe.source` reads the StatLib archive (Pace & Barry, 1997) and gives the table
 to :func:`dataset_from_table`, which does scikit-learn's fetcher's arithmetic; the arrays are
@@ -136,7 +136,8 @@ def load_dataset(path: str | Path, n_rows: int | None = None) -> Dataset:
 #: sha256 of ``X.tobytes()`` and ``y.tobytes()`` (float64, C order) of the canonical data set.
 X_SHA256 = "c8f43774aa27b7ec034e60db31b6124e12b4a0d42b55b0c8eb1320089e2ebc37"
 Y_SHA256 = "ae80bb98487c04d7383ed8aecda8e207583dfd3e66f6679fded97597c3f6c87e"
-_DELETE = "delete it so that it is downloaded again"
+#: What to do with a local copy of the data that is not the canonical data set.
+REFETCH = "delete it so that it is downloaded again"
 
 
 def verify_digests(data: Dataset, where: str) -> None:
@@ -183,11 +184,11 @@ def dataset_from_table(table: np.ndarray, where: str) -> Dataset:
         If ``table`` is not a float64 array of that shape.
     """
     if not isinstance(table, np.ndarray):
-        raise DataError(f"{where}: holds a {type(table).__name__}, not an array; {_DELETE}")
+        raise DataError(f"{where}: holds a {type(table).__name__}, not an array; {REFETCH}")
     if table.shape != (N_ROWS, 9) or table.dtype != np.float64:
         raise DataError(
             f"{where}: holds a {table.dtype} array of shape {table.shape}, not the "
-            f"({N_ROWS}, 9) float64 table of California Housing; {_DELETE}"
+            f"({N_ROWS}, 9) float64 table of California Housing; {REFETCH}"
         )
     X = table[:, 1:].copy()
     X[:, 2] /= X[:, 5]

@@ -18,8 +18,16 @@ def show(value: Any) -> str:
     short = reprlib.Repr()
     short.maxlevel, short.maxlist, short.maxdict = 3, 6, 4
     short.maxstring = short.maxother = 40
-    text = short.repr(value)
-    return text if len(text) <= 60 else text[:56] + " ..."
+    try:
+        text = short.repr(value)
+    except ValueError:  # an int of more than 4,300 digits has no repr
+        return "an integer too long to show"
+    return cut(text, 60)
+
+
+def cut(text: str, limit: int = 80) -> str:
+    """``text``, or its first characters and " ...", in ``limit`` characters at most."""
+    return text if len(text) <= limit else text[: limit - 4] + " ..."
 
 
 class QuantpipeError(Exception):

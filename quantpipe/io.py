@@ -152,17 +152,35 @@ def load_npz(path: str | Path, error: type[QuantpipeError]) -> dict[str, np.ndar
                 info.filename.removesuffix(".npy"): _read_member(archive, info)
                 for info in archive.infolist()
             }
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    # RuntimeError: an encrypted member; NotImplementedError: an unknown compression method
+    except (
+        OSError,
+        ValueError,
+        EOFError,
+        zipfile.BadZipFile,
+        RuntimeError,
+        NotImplementedError,
+    ) as exc:
         raise error(
             f"{path}: corrupt or truncated ({exc}); delete it and run `dvc repro` to rebuild it"
         ) from None
 
 
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
-    """One ``.npy`` member, its header checked against its size before anything is allocated.
+def _read_at_most(stream: IO[bytes], limit: int, chunk: int = 1 << 20) -> bytearray:
+    """Up to ``limit`` bytes, a chunk at a time: ``read(limit)`` would allocate ``limit``."""
+    data = bytearray()
+    while len(data) < limit and (part := stream.read(min(chunk, limit - len(data)))):
+        data += part
+    return data
 
-    A header may claim any shape (10¹² elements, say); numpy would try to allocate that much
-    before noticing that the member is a few bytes long.
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
+    """One ``.npy`` member, its header checked against the bytes it really holds.
+
+    A header may claim any shape (10¹² elements, say), and the zip's directory any size:
+    both are the file author's word. So the data is read in full, at most one byte more
+    than the header claims, and the array is made only if the count is exactly right; no
+    allocation is ever larger than what was read.
 
     Raises
     ------
@@ -173,19 +191,18 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
     with archive.open(info) as member:
         version = np.lib.format.read_magic(member)
         if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(member)
         elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(member)
         else:
             raise ValueError(f"member {info.filename} is .npy version {version}, not 1.0 or 2.0")
-        header_bytes = member.tell()
-    if dtype.hasobject:
-        raise ValueError(f"member {info.filename} holds Python objects, which are not read")
-    claimed = math.prod(shape) * dtype.itemsize
-    if claimed != info.file_size - header_bytes:
+        if dtype.hasobject:
+            raise ValueError(f"member {info.filename} holds Python objects, which are not read")
+        claimed = math.prod(shape) * dtype.itemsize
+        data = _read_at_most(member, claimed + 1)
+    if len(data) != claimed:
         raise ValueError(
             f"member {info.filename} claims shape {shape} of {dtype} ({claimed} bytes) but "
-            f"holds {info.file_size - header_bytes} bytes"
+            f"holds {len(data)} bytes"
         )
-    with archive.open(info) as member:
-        return np.lib.format.read_array(member, allow_pickle=False)
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")

@@ -1,13 +1,15 @@
-"""``dvc.lock`` as ``dvc.yaml`` and ``params.yaml`` describe it.
+"""``dvc.yaml`` and ``dvc.lock`` as the pipeline's own code reads them.
 
-DVC leaves two things behind when a matrix item (a width of ``quantize.bits``, say) is
-removed and later restored: the removed item's entry stays in ``dvc.lock``, and a restored
-item's entry is appended at the end of the file, so that removing a width and putting it
-back rewrites hundreds of lines with no real change. :func:`tidy_lock` removes the entries
-of matrix items that ``params.yaml`` no longer asks for and puts the others in the order of
-``dvc.yaml``, each matrix stage's items in the order of its list: the order DVC itself
-writes on a build from scratch. DVC updates an existing entry in place, so after the
-evaluate stage has tidied the file, the stages that run after it keep the order.
+:func:`pipeline_outputs` lists what the stages write; the rest keeps ``dvc.lock`` as
+``dvc.yaml`` and ``params.yaml`` describe it. DVC leaves two things behind when a matrix
+item (a width of ``quantize.bits``, say) is removed and later restored: the removed item's
+entry stays in ``dvc.lock``, and a restored item's entry is appended at the end of the
+file, so that removing a width and putting it back rewrites hundreds of lines with no real
+change. :func:`tidy_lock` removes the entries of matrix items that ``params.yaml`` no
+longer asks for and puts the others in the order of ``dvc.yaml``, each matrix stage's items
+in the order of its list: the order DVC itself writes on a build from scratch. DVC updates
+an existing entry in place, so after the evaluate stage has tidied the file, the stages
+that run after it keep the order.
 """
 
 from __future__ import annotations

@@ -238,6 +238,7 @@ def _cast_params(arrays: dict[str, np.ndarray], header: dict, n: int, path: Path
     expect(set(arrays) == _FLOAT_MEMBERS, path, f"members are {sorted(arrays)}")
     dtype = str(section(header, "cast", path).get("dtype"))
     expect(dtype in CAST_STORAGE, path, f"cast dtype {dtype!r} is unknown")
+    expect(header.get("variant") == dtype, path, f"a {dtype} cast named {header.get('variant')!r}")
     storage, bits = CAST_STORAGE[dtype]
 
     def decode(stored: np.ndarray) -> np.ndarray:

@@ -92,7 +92,8 @@ def _predict_rows(model: Model, X: np.ndarray, rows: np.ndarray) -> np.ndarray:
     try:
         return model.predict(X[rows])
     except PredictionError as exc:
-        raise PredictionError(int(np.flatnonzero(rows)[exc.row]), exc.value, "batch row") from None
+        row = int(np.flatnonzero(rows)[exc.row]) + 1  # counting from 1, as predict does
+        raise PredictionError(row, exc.value, "batch row") from None
 
 
 def monitor_report(

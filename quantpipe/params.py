@@ -346,9 +346,4 @@ def load_params(path: str | Path = paths.PARAMS) -> Params:
     ParamsError
         If the file is missing, is not valid YAML, or fails :func:`validate_params`.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ParamsError(
-            f"{path}: not found; run from the repository root, where params.yaml lives"
-        )
-    return validate_params(read_yaml(path, ParamsError))
+    return validate_params(read_yaml(Path(path), ParamsError))

@@ -21,8 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from quantpipe.data import N_ROWS, Dataset, dataset_from_table, validate_dataset, verify_digests
-from quantpipe.errors import DataError
+from quantpipe.data import (
+    N_ROWS,
+    REFETCH,
+    Dataset,
+    dataset_from_table,
+    validate_dataset,
+    verify_digests,
+)
+from quantpipe.errors import DataError, cut
 
 ENV_DATA = "QUANTPIPE_DATA"
 ARCHIVE = "cal_housing.tgz"
@@ -40,8 +47,6 @@ OFFLINE_HINT = (
     f"offline? point it at a local copy: {ENV_DATA}=/path/to/folder dvc repro "
     f"(the folder holding {ARCHIVE}; see docs/offline.md)"
 )
-
-_DELETE = "delete it so that it is downloaded again"
 
 log = logging.getLogger("quantpipe.data")
 
@@ -90,7 +95,7 @@ def member_content(archive: Path, member: str, sha256: str, max_bytes: int) -> b
         ``max_bytes``, or its content differs.
     """
     try:
-        with tarfile.open(archive, "r:gz") as tar:
+        with tarfile.open(archive, "r:*") as tar:  # gzip, as served, or any re-packing
             info = tar.getmember(member)
             if not info.isfile() or info.size > max_bytes:
                 raise DataError(f"{archive}: {member} is not a file of at most {max_bytes} bytes")
@@ -98,14 +103,15 @@ def member_content(archive: Path, member: str, sha256: str, max_bytes: int) -> b
             assert handle is not None  # a regular file, checked above
             content = handle.read()
     except KeyError:
-        raise DataError(f"{archive}: has no {member}; {_DELETE}") from None
+        raise DataError(f"{archive}: has no {member}; {REFETCH}") from None
     except (OSError, EOFError, zlib.error, tarfile.TarError) as exc:
-        raise DataError(f"{archive}: unreadable ({exc}); {_DELETE}") from None
+        reason = cut(" ".join(str(exc).split()), 100)  # tarfile's reasons span lines
+        raise DataError(f"{archive}: unreadable ({reason}); {REFETCH}") from None
     digest = hashlib.sha256(content).hexdigest()
     if digest != sha256:
         raise DataError(
             f"{archive}: {member} differs from the canonical data (sha256 {digest[:12]}…, "
-            f"expected {sha256[:12]}…); {_DELETE}"
+            f"expected {sha256[:12]}…); {REFETCH}"
         )
     return content
 

@@ -6,8 +6,8 @@ The rules, the same for a file and for standard input:
 - a CSV may start with a header line naming the columns: the features in any order and in
   any case, and optionally the target ``MedHouseVal``, which is ignored by ``predict`` and
   scored by ``monitor``; without a header the columns are the features in the model's order;
-- JSON lines hold a list of the feature values, or an object keyed by them (the target key
-  is allowed);
+- JSON lines hold a list of the feature values, or an object keyed by them in any case (the
+  target key is allowed);
 - blank lines are skipped (line numbers in messages still count them); Windows and Unix
   line endings both end a line;
 - an empty field, ``nan`` or ``inf`` is a missing value: ``predict`` refuses it, naming the
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from quantpipe.data import TARGET_NAME
-from quantpipe.errors import InputError, show
+from quantpipe.errors import InputError, cut, show
 
 FORMATS = ("auto", "csv", "jsonl")
 BOM = "\ufeff"
@@ -95,8 +95,7 @@ def _field_value(field: str, lineno: int, column: str, missing_ok: bool) -> floa
         except ValueError:
             raise InputError(f"line {lineno}: {column} = {show(text)} is not a number") from None
     if not missing_ok and not math.isfinite(value):
-        shown = text if len(text) <= 40 else text[:37] + "..."
-        what = "is missing" if text == "" else f"= {shown} is not finite"
+        what = "is missing" if text == "" else f"= {cut(text, 40)} is not finite"
         raise InputError(f"line {lineno}: {column} {what}")
     return value
 
@@ -188,17 +187,21 @@ def _json_row(
         item = json.loads(line)
     except json.JSONDecodeError as exc:
         raise InputError(f"line {lineno}: not valid JSON ({exc.msg})") from None
+    except ValueError:  # an integer of more than 4,300 digits (Python's int() limit)
+        raise InputError(f"line {lineno}: a number with too many digits") from None
     except RecursionError:
         raise InputError(f"line {lineno}: JSON nested too deeply") from None
     target: object = None
-    if isinstance(item, dict):
-        if not set(names) <= set(item) <= {*names, TARGET_NAME}:
+    if isinstance(item, dict):  # keys matched in any case, as a CSV header's names are
+        keyed = {str(k).lower(): v for k, v in item.items()}
+        wanted = [n.lower() for n in names]
+        if len(keyed) != len(item) or not set(wanted) <= set(keyed) <= {*wanted, "medhouseval"}:
             raise InputError(
                 f"line {lineno}: keys are {show(sorted(map(str, item)))}, expected "
                 f"{list(names)} and optionally {TARGET_NAME}"
             )
-        target = item.get(TARGET_NAME)
-        item = [item[name] for name in names]
+        target = keyed.get(TARGET_NAME.lower())
+        item = [keyed[name] for name in wanted]
     if not isinstance(item, list) or len(item) != len(names):
         raise InputError(
             f"line {lineno}: expected a list of {len(names)} numbers or an object "
@@ -271,6 +274,8 @@ def read_chunks(
         yield from _chunks(lines, names, fmt, chunk_rows, missing_ok)
     except UnicodeDecodeError as exc:
         raise InputError(f"the input is not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:  # an input that fails while read: not to be taken for the output's
+        raise InputError(f"the input cannot be read ({exc.strerror})") from None
 
 
 def _chunks(

@@ -13,6 +13,8 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode
 
+from quantpipe.errors import cut, show
+
 
 class _Refused(yaml.YAMLError):
     def __init__(self, problem: str, mark: Any):
@@ -36,8 +38,10 @@ class StrictLoader(yaml.SafeLoader):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                raise _Refused("a key must be a word or a number", key_node.start_mark)
             if key in seen:
-                raise _Refused(f"the key {key!r} is given twice", key_node.start_mark)
+                raise _Refused(f"the key {show(key)} is given twice", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep)
 
@@ -54,7 +58,8 @@ def read_yaml(path: Path, error: type[Exception]) -> Any:
     Raises
     ------
     error
-        If the file is missing, not UTF-8, not valid YAML, or has an alias or a repeated key.
+        If the file is missing or unreadable, not UTF-8, not valid YAML, has an alias, a
+        repeated key or a key that is not a scalar, or a value PyYAML cannot build.
     """
     try:
         text = path.read_text(encoding="utf-8")
@@ -62,6 +67,8 @@ def read_yaml(path: Path, error: type[Exception]) -> Any:
         raise error(f"{path}: not found; run from the repository root, where it lives") from None
     except UnicodeDecodeError as exc:
         raise error(f"{path}: byte {exc.start} is not UTF-8 text; save the file as UTF-8") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read ({exc.strerror})") from None
     try:
         return yaml.load(text, Loader=StrictLoader)
     except yaml.YAMLError as exc:
@@ -69,3 +76,5 @@ def read_yaml(path: Path, error: type[Exception]) -> Any:
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = f": {exc.problem}" if isinstance(exc, _Refused) else ""
         raise error(f"{path}: not valid YAML{where}{problem}; fix it") from None
+    except ValueError as exc:  # a scalar PyYAML cannot build: a 5,000-digit int, 2020-13-45
+        raise error(f"{path}: a value YAML cannot read ({cut(str(exc), 60)}); fix it") from None

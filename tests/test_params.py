@@ -328,3 +328,24 @@ def test_the_params_stage_refuses_a_monitor_batch_nobody_has_or_writes(tmp_path,
     default = _committed_with(tmp_path, "batch: data/split/test.npz", "batch: data/split/test.npz")
     argv[1] = str(default)
     assert stage.main(argv) == 0  # not there yet, perhaps, but the split stage writes it
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("? [a, b]\n: 1\n", r"at line 1: a key must be a word or a number; fix it$"),
+        ("data:\n  seed: " + "1" * 5000 + "\n", r"a value YAML cannot read \(Exceeds the limit"),
+        ("data:\n  seed: 2020-13-45\n", r"a value YAML cannot read \(month must be in 1..12\)"),
+    ],
+)
+def test_what_pyyaml_cannot_build_is_one_line(tmp_path, text, message):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(ParamsError, match=message):
+        load_params(path)
+
+
+def test_a_params_path_that_is_a_folder_is_one_line(tmp_path):
+    (tmp_path / "params.yaml").mkdir()
+    with pytest.raises(ParamsError, match=r"params.yaml: cannot read \(Is a directory\)$"):
+        load_params(tmp_path / "params.yaml")

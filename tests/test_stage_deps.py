@@ -28,9 +28,10 @@ def test_dvc_yaml_lists_every_module_each_stage_imports():
     assert problems == [], "run `python .ci/stage_deps.py --write`:\n" + "\n".join(problems)
 
 
-def test_no_stage_reaches_an_import_by_computed_name():
-    """Such an import is invisible to the static closure; the only one is the `quantpipe`
-    command's dispatcher, which no stage calls (the e2e test checks what stages load)."""
+def test_the_only_import_by_computed_name_is_the_command_dispatcher():
+    """Such an import is invisible to the static closure. The only one is the `quantpipe`
+    command's dispatcher in cli.py, which every stage imports (for `cli.run`) but none calls:
+    the e2e test checks what each stage process really loads."""
     files = [*(REPO_ROOT / "stages").glob("*.py"), *(REPO_ROOT / "quantpipe").rglob("*.py")]
     found = deps.dynamic_imports(files)
     assert [f.split(":")[0] for f in found] == [str(REPO_ROOT / "quantpipe" / "cli.py")]

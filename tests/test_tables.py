@@ -113,6 +113,7 @@ def test_json_lines_objects_may_carry_the_target():
         ("[1,2,3,4,5,6,7," + "9" * 400 + "]", r"Longitude = 9+\.\.\.9+ is too large"),
         ("[1,2,3,4,5,6,7,18446744073709551617]", None),  # above 2**64, still a float64
         ("[" * 100_000 + "]" * 100_000, r"JSON nested too deeply|not valid JSON"),
+        ("[1,2,3,4,5,6,7," + "1" * 5000 + "]", r"^line 1: a number with too many digits$"),
     ],
 )
 def test_json_numbers_of_any_size_and_depth(line, message):
