@@ -732,3 +732,18 @@ def test_a_cast_whose_header_names_another_dtype_is_refused(tmp_path):
     save_model(tmp_path / "float32.npz", arrays)
     with pytest.raises(ModelFileError, match=r"float32.npz: a float16 cast named 'float32'"):
         load_model(tmp_path / "float32.npz", "float32")
+
+
+def test_bodies_held_past_the_budget_get_503_and_every_byte_is_given_back(models):
+    registry = ModelRegistry.from_directory(models)
+    small = InProcess(create_app(registry, MAX_BODY, max_json_bytes=MAX_JSON, max_held_bytes=5000))
+    server = small.app.state.server
+    assert small.call("POST", "/v2/models/q8/infer", infer_body(rows(2)))[0] == 200
+    status, headers, content = small.call("POST", "/v2/models/q8/infer", infer_body(rows(100)))
+    assert status == 503
+    assert headers["retry-after"] == "1"
+    assert json.loads(content) == {
+        "error": "the server holds 5000 bytes of request bodies already; retry"
+    }
+    assert small.call("POST", "/v2/models/q8/infer", b"{")[0] == 400
+    assert server.held.held == 0  # after a 200, a 503 and a 400

@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,6 +38,7 @@ from quantpipe import __version__
 from quantpipe.drift import Reference, load_reference
 from quantpipe.errors import InputError, RequestError, cut, show
 from quantpipe.registry import ModelRegistry
+from quantpipe.serve.bodies import Budget, read_body
 from quantpipe.serve.protocol import (
     EXTENSIONS,
     HEADER_LENGTH,
@@ -53,7 +51,7 @@ from quantpipe.serve.protocol import (
     parse_infer_request,
     whole_number,
 )
-from quantpipe.serve.telemetry import ENV_PROMETHEUS_DIR, DriftWindow, Metrics
+from quantpipe.serve.telemetry import DriftWindow, Metrics
 
 log = logging.getLogger("quantpipe.serve")
 
@@ -62,15 +60,12 @@ DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 #: objects per byte: its own, lower limit.
 DEFAULT_MAX_JSON_BYTES = 8 * 1024 * 1024
 DEFAULT_DRIFT_WINDOW = 10_000
+#: Request bodies one worker holds at once: past it, 503.
+DEFAULT_MAX_HELD_BYTES = 256 * 1024 * 1024
 #: Infer bodies above this many bytes are parsed and predicted off the event loop.
 OFFLOAD_BYTES = 1024 * 1024
 #: Large infer bodies decoded at once per worker process; the others wait their turn.
 LARGE_AT_ONCE = 2
-# With --workers > 1, each worker process builds its app from these.
-ENV_MODELS_DIR = "QUANTPIPE_MODELS_DIR"
-ENV_MAX_BODY = "QUANTPIPE_MAX_BODY_BYTES"
-ENV_MAX_JSON = "QUANTPIPE_MAX_JSON_BYTES"
-ENV_DRIFT_WINDOW = "QUANTPIPE_DRIFT_WINDOW"
 
 
 @dataclass(frozen=True)
@@ -82,6 +77,7 @@ class Server:
     drift: DriftWindow | None
     max_body_bytes: int
     max_json_bytes: int
+    held: Budget
     large: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(LARGE_AT_ONCE, "quantpipe-infer")
     )
@@ -167,19 +163,6 @@ async def model_ready(request: Request) -> Response:
     return _json({"name": name, "ready": True})
 
 
-async def _read_body(request: Request, limit: int, what: str) -> bytes:
-    declared = whole_number(request.headers.get("content-length"))
-    if declared is not None and declared > limit:
-        raise RequestError(413, f"{what} over the {limit}-byte limit")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(413, f"{what} over the {limit}-byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _answer(server: Server, name: str, body: bytes, header_length: str | None) -> Response:
     """Parse, predict and format: the work of an infer request once its body is read."""
     start = time.perf_counter()
@@ -203,24 +186,30 @@ async def infer(request: Request) -> Response:
     header_length = request.headers.get(HEADER_LENGTH)
     try:
         if header_length is None:
-            body = await _read_body(request, server.max_json_bytes, "JSON request body")
+            limit, what = server.max_json_bytes, "JSON request body"
         else:
-            body = await _read_body(request, server.max_body_bytes, "request body")
+            limit, what = server.max_body_bytes, "request body"
+        body = await read_body(request, limit, what, server.held)
+        try:
             json_length = whole_number(header_length)
             if json_length is not None and json_length > server.max_json_bytes:
                 raise RequestError(413, f"JSON header over the {server.max_json_bytes}-byte limit")
-        if len(body) <= OFFLOAD_BYTES:
-            response = _answer(server, name, body, header_length)
-        else:
-            loop = asyncio.get_running_loop()
-            response = await loop.run_in_executor(
-                server.large, _answer, server, name, body, header_length
-            )
+            response = await _answered(server, name, body, header_length)
+        finally:
+            server.held.give(len(body))
     except RequestError as exc:
         server.metrics.count(name, "infer", exc.status)
         raise
     server.metrics.count(name, "infer", 200)
     return response
+
+
+async def _answered(server: Server, name: str, body: bytes, header_length: str | None) -> Response:
+    """:func:`_answer` on the event loop for a small body, in a worker thread for a large one."""
+    if len(body) <= OFFLOAD_BYTES:
+        return _answer(server, name, body, header_length)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(server.large, _answer, server, name, body, header_length)
 
 
 async def prometheus(request: Request) -> Response:
@@ -231,8 +220,10 @@ async def prometheus(request: Request) -> Response:
 async def _request_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestError)
     response = _error(exc.status, exc.message)
-    if exc.status == 413:  # the rest of the body will not be read: end the connection
+    if exc.status in (413, 503):  # the rest of the body will not be read: end the connection
         response.headers["connection"] = "close"
+    if exc.status == 503:
+        response.headers["retry-after"] = "1"
     return response
 
 
@@ -313,6 +304,7 @@ def create_app(
     drift_window: int = DEFAULT_DRIFT_WINDOW,
     max_json_bytes: int = DEFAULT_MAX_JSON_BYTES,
     shared_dir: Path | None = None,
+    max_held_bytes: int = DEFAULT_MAX_HELD_BYTES,
 ) -> Starlette:
     """The ASGI application serving every model of ``registry``.
 
@@ -323,6 +315,9 @@ def create_app(
         Larger infer bodies get 413.
     max_json_bytes : int
         Larger JSON infer bodies, or JSON headers of binary ones, get 413.
+    max_held_bytes : int
+        Request bodies held at once beyond this many bytes get 503 (a total bound on what
+        requests cost in memory, apart from about 5 times a JSON body while it is decoded).
     shared_dir : Path, optional
         The folder the worker processes share (their metrics'): each keeps its drift window
         there, and the gauges score all of them together.
@@ -346,7 +341,8 @@ def create_app(
     )
     app.router.redirect_slashes = False  # a redirect would go to whatever Host was sent
     metrics = Metrics(list(registry), drift)
-    app.state.server = Server(registry, metrics, drift, max_body_bytes, max_json_bytes)
+    budget = Budget(max_held_bytes)
+    app.state.server = Server(registry, metrics, drift, max_body_bytes, max_json_bytes, budget)
     return app
 
 
@@ -357,33 +353,3 @@ def load_drift_reference(models_dir: Path) -> Reference | None:
         log.warning("no %s: the drift gauges are off (run `dvc repro` to build it)", path)
         return None
     return load_reference(path)
-
-
-def die_with_parent() -> None:
-    """Have Linux stop this process (SIGTERM) when its parent dies, even by ``kill -9``.
-
-    Without it, the workers of a killed ``quantpipe serve --workers N`` live on as orphans
-    holding the port. Elsewhere than on Linux this does nothing.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-    if os.getppid() == 1:  # the parent died before the call
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
-def app_from_environment() -> Starlette:
-    """App factory for worker processes (``uvicorn --factory``), configured by environment."""
-    die_with_parent()
-    models_dir = Path(os.environ.get(ENV_MODELS_DIR, "models"))
-    return create_app(
-        ModelRegistry.from_directory(models_dir),
-        int(os.environ.get(ENV_MAX_BODY, DEFAULT_MAX_BODY_BYTES)),
-        load_drift_reference(models_dir),
-        int(os.environ.get(ENV_DRIFT_WINDOW, DEFAULT_DRIFT_WINDOW)),
-        int(os.environ.get(ENV_MAX_JSON, DEFAULT_MAX_JSON_BYTES)),
-        Path(os.environ[ENV_PROMETHEUS_DIR]) if os.environ.get(ENV_PROMETHEUS_DIR) else None,
-    )

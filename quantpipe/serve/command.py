@@ -23,6 +23,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from quantpipe import cli
 from quantpipe.errors import QuantpipeError
@@ -30,11 +31,8 @@ from quantpipe.registry import ModelRegistry
 from quantpipe.serve.app import (
     DEFAULT_DRIFT_WINDOW,
     DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_HELD_BYTES,
     DEFAULT_MAX_JSON_BYTES,
-    ENV_DRIFT_WINDOW,
-    ENV_MAX_BODY,
-    ENV_MAX_JSON,
-    ENV_MODELS_DIR,
     create_app,
     load_drift_reference,
 )
@@ -45,6 +43,13 @@ from quantpipe.serve.connection import (
     ENV_MAX_HEAD,
 )
 from quantpipe.serve.telemetry import ENV_PROMETHEUS_DIR
+from quantpipe.serve.workers import (
+    ENV_DRIFT_WINDOW,
+    ENV_MAX_BODY,
+    ENV_MAX_HELD,
+    ENV_MAX_JSON,
+    ENV_MODELS_DIR,
+)
 
 log = logging.getLogger("quantpipe.serve")
 DEFAULT_MAX_CONNECTIONS = 256
@@ -77,6 +82,11 @@ def _check(args: argparse.Namespace) -> None:
             f"--max-body-bytes {args.max_body_bytes} is not allowed; use 1024 or more",
         ),
         (
+            args.max_held_bytes >= args.max_body_bytes,
+            f"--max-held-bytes {args.max_held_bytes} is not allowed; use at least "
+            f"--max-body-bytes ({args.max_body_bytes})",
+        ),
+        (
             args.max_json_bytes >= 1024,
             f"--max-json-bytes {args.max_json_bytes} is not allowed; use 1024 or more",
         ),
@@ -100,6 +110,47 @@ def _check_port(host: str, port: int) -> None:
         raise QuantpipeError(f"cannot listen on {host}:{port} ({exc.strerror})") from None
 
 
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """Uvicorn's settings.
+
+    The connections' guards read theirs from the environment, in this process and in every
+    worker.
+    """
+    os.environ[ENV_MAX_HEAD] = str(args.max_head_bytes)
+    os.environ[ENV_HEAD_TIMEOUT] = str(args.head_timeout)
+    return {
+        "http": "quantpipe.serve.connection:GuardedHttpTools",
+        "host": args.host,
+        "port": args.port,
+        "log_level": "warning",
+        "access_log": False,
+        "server_header": False,
+        "limit_concurrency": args.max_connections,  # beyond it, 503
+    }
+
+
+def _run_workers(args: argparse.Namespace, options: dict[str, Any]) -> None:
+    """``--workers N``: each worker builds its app from the environment set here."""
+    import uvicorn
+
+    try:
+        metrics_dir = tempfile.TemporaryDirectory(prefix="quantpipe-prometheus-")
+    except OSError as exc:
+        raise QuantpipeError(
+            f"no temporary folder for the workers' metrics ({exc.strerror}); "
+            "point TMPDIR at a writable folder"
+        ) from None
+    with metrics_dir as prometheus_dir:
+        os.environ[ENV_MODELS_DIR] = str(args.models_dir.resolve())
+        os.environ[ENV_MAX_BODY] = str(args.max_body_bytes)
+        os.environ[ENV_MAX_JSON] = str(args.max_json_bytes)
+        os.environ[ENV_MAX_HELD] = str(args.max_held_bytes)
+        os.environ[ENV_DRIFT_WINDOW] = str(args.drift_window)
+        os.environ[ENV_PROMETHEUS_DIR] = prometheus_dir
+        factory = "quantpipe.serve.workers:app_from_environment"
+        uvicorn.run(factory, factory=True, workers=args.workers, **options)
+
+
 def _body(args: argparse.Namespace) -> None:
     import uvicorn  # the server's own dependency; not needed to build the app in tests
 
@@ -114,39 +165,50 @@ def _body(args: argparse.Namespace) -> None:
         args.port,
         args.workers,
     )
-    # the connections' guards read their settings here, in this process and in every worker
-    os.environ[ENV_MAX_HEAD] = str(args.max_head_bytes)
-    os.environ[ENV_HEAD_TIMEOUT] = str(args.head_timeout)
-    options = {
-        "http": "quantpipe.serve.connection:GuardedHttpTools",
-        "host": args.host,
-        "port": args.port,
-        "log_level": "warning",
-        "access_log": False,
-        "server_header": False,
-        "limit_concurrency": args.max_connections,  # beyond it, 503: bounds held bodies
-    }
-    if args.workers == 1:
-        app = create_app(
-            registry, args.max_body_bytes, reference, args.drift_window, args.max_json_bytes
-        )
-        uvicorn.run(app, **options)
+    options = _options(args)
+    if args.workers > 1:
+        _run_workers(args, options)
         return
-    try:
-        metrics_dir = tempfile.TemporaryDirectory(prefix="quantpipe-prometheus-")
-    except OSError as exc:
-        raise QuantpipeError(
-            f"no temporary folder for the workers' metrics ({exc.strerror}); "
-            "point TMPDIR at a writable folder"
-        ) from None
-    with metrics_dir as prometheus_dir:
-        os.environ[ENV_MODELS_DIR] = str(args.models_dir.resolve())
-        os.environ[ENV_MAX_BODY] = str(args.max_body_bytes)
-        os.environ[ENV_MAX_JSON] = str(args.max_json_bytes)
-        os.environ[ENV_DRIFT_WINDOW] = str(args.drift_window)
-        os.environ[ENV_PROMETHEUS_DIR] = prometheus_dir
-        factory = "quantpipe.serve.app:app_from_environment"
-        uvicorn.run(factory, factory=True, workers=args.workers, **options)
+    app = create_app(
+        registry,
+        args.max_body_bytes,
+        reference,
+        args.drift_window,
+        args.max_json_bytes,
+        max_held_bytes=args.max_held_bytes,
+    )
+    uvicorn.run(app, **options)
+
+
+#: The limits' options: name, type, default, help.
+_LIMITS = [
+    ("--max-body-bytes", int, DEFAULT_MAX_BODY_BYTES, "larger infer requests get 413"),
+    (
+        "--max-json-bytes",
+        int,
+        DEFAULT_MAX_JSON_BYTES,
+        "larger JSON infer bodies (or JSON headers of binary ones) get 413",
+    ),
+    (
+        "--max-held-bytes",
+        int,
+        DEFAULT_MAX_HELD_BYTES,
+        "request bodies held at once, per worker; past it, 503 (at least --max-body-bytes)",
+    ),
+    ("--max-head-bytes", int, DEFAULT_MAX_HEAD_BYTES, "a larger request line and headers get 431"),
+    (
+        "--head-timeout",
+        float,
+        DEFAULT_HEAD_TIMEOUT,
+        "seconds a request line and headers may take to arrive; then 408",
+    ),
+    (
+        "--max-connections",
+        int,
+        DEFAULT_MAX_CONNECTIONS,
+        "open connections per worker; more get uvicorn's 503",
+    ),
+]
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "quantpipe serve") -> int:
@@ -155,36 +217,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "quantpipe serve") -> in
     p.add_argument("--models-dir", type=Path, default=Path("models"), help="models directory")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8080, help="port to listen on")
-    p.add_argument(
-        "--max-body-bytes",
-        type=int,
-        default=DEFAULT_MAX_BODY_BYTES,
-        help="larger infer requests get 413",
-    )
-    p.add_argument(
-        "--max-json-bytes",
-        type=int,
-        default=DEFAULT_MAX_JSON_BYTES,
-        help="larger JSON infer bodies (or JSON headers of binary ones) get 413",
-    )
-    p.add_argument(
-        "--max-head-bytes",
-        type=int,
-        default=DEFAULT_MAX_HEAD_BYTES,
-        help="a larger request line and headers get 431",
-    )
-    p.add_argument(
-        "--head-timeout",
-        type=float,
-        default=DEFAULT_HEAD_TIMEOUT,
-        help="seconds a request line and headers may take to arrive; then 408",
-    )
-    p.add_argument(
-        "--max-connections",
-        type=int,
-        default=DEFAULT_MAX_CONNECTIONS,
-        help="open connections per worker; more get 503 (bounds the bodies held in memory)",
-    )
+    for flag, kind, default, text in _LIMITS:
+        p.add_argument(flag, type=kind, default=default, help=text)
     p.add_argument(
         "--workers",
         type=int,
