@@ -7,8 +7,9 @@ adds both, before the app sees anything:
 
 - a head (request line and headers) over :data:`ENV_MAX_HEAD` bytes gets ``431`` and the
   connection is closed; the bytes past the limit are never parsed;
-- a head not complete within :data:`ENV_HEAD_TIMEOUT` seconds of the connection opening or
-  of the previous response gets ``408`` (a connection that sent nothing is just closed).
+- a head not complete within :data:`ENV_HEAD_TIMEOUT` seconds of the connection opening (for
+  the first request) or of its first byte (for a later one) gets ``408``; a new connection
+  that sends nothing is just closed then (between requests, uvicorn's keep-alive does that).
 
 Both answers, and uvicorn's own ``400`` for a request that does not parse, are the
 protocol's JSON ``{"error": ...}``; the app does not see these requests, so
