@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -747,3 +748,25 @@ def test_bodies_held_past_the_budget_get_503_and_every_byte_is_given_back(models
     }
     assert small.call("POST", "/v2/models/q8/infer", b"{")[0] == 400
     assert server.held.held == 0  # after a 200, a 503 and a 400
+
+
+@pytest.mark.slow
+def test_a_connection_past_the_limit_gets_a_json_503(models):
+    import socket
+
+    from tests.test_serve import start_server, stop_server
+
+    proc, srv = start_server(models, "--max-connections", "2")
+    try:
+        held = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(2)]
+        try:
+            status, body = _raw(srv, b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\n\r\n")
+            assert status == 503
+            assert json.loads(body) == {"error": "over 2 connections open; retry"}
+        finally:
+            for sock in held:
+                sock.close()
+        time.sleep(0.2)  # let the server see them go
+        assert srv.json("GET", "/v2/health/live") == (200, {"live": True})
+    finally:
+        stop_server(proc)

@@ -38,8 +38,10 @@ from quantpipe.serve.app import (
 )
 from quantpipe.serve.connection import (
     DEFAULT_HEAD_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_HEAD_BYTES,
     ENV_HEAD_TIMEOUT,
+    ENV_MAX_CONNECTIONS,
     ENV_MAX_HEAD,
 )
 from quantpipe.serve.telemetry import ENV_PROMETHEUS_DIR
@@ -52,7 +54,6 @@ from quantpipe.serve.workers import (
 )
 
 log = logging.getLogger("quantpipe.serve")
-DEFAULT_MAX_CONNECTIONS = 256
 MAX_DRIFT_WINDOW = 1_000_000  # rows of 8 float64 features: 64 MB per worker
 
 
@@ -118,6 +119,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     """
     os.environ[ENV_MAX_HEAD] = str(args.max_head_bytes)
     os.environ[ENV_HEAD_TIMEOUT] = str(args.head_timeout)
+    os.environ[ENV_MAX_CONNECTIONS] = str(args.max_connections)
     return {
         "http": "quantpipe.serve.connection:GuardedHttpTools",
         "host": args.host,
@@ -125,7 +127,6 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "log_level": "warning",
         "access_log": False,
         "server_header": False,
-        "limit_concurrency": args.max_connections,  # beyond it, 503
     }
 
 
@@ -206,7 +207,7 @@ _LIMITS = [
         "--max-connections",
         int,
         DEFAULT_MAX_CONNECTIONS,
-        "open connections per worker; more get uvicorn's 503",
+        "open connections per worker; more get 503 (bounds the bodies held in memory)",
     ),
 ]
 

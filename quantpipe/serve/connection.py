@@ -11,7 +11,8 @@ adds both, before the app sees anything:
   the first request) or of its first byte (for a later one) gets ``408``; a new connection
   that sends nothing is just closed then (between requests, uvicorn's keep-alive does that).
 
-Both answers, and uvicorn's own ``400`` for a request that does not parse, are the
+A connection past :data:`ENV_MAX_CONNECTIONS` open ones gets ``503`` at once. These
+answers, and uvicorn's own ``400`` for a request that does not parse, are the
 protocol's JSON ``{"error": ...}``; the app does not see these requests, so
 ``quantpipe_requests_total`` does not count them. The settings come from the
 environment, which ``quantpipe serve`` sets, so that worker processes read the same ones.
@@ -28,9 +29,16 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 ENV_MAX_HEAD = "QUANTPIPE_MAX_HEAD_BYTES"
 ENV_HEAD_TIMEOUT = "QUANTPIPE_HEAD_TIMEOUT"
+ENV_MAX_CONNECTIONS = "QUANTPIPE_MAX_CONNECTIONS"
 DEFAULT_MAX_HEAD_BYTES = 32 * 1024
 DEFAULT_HEAD_TIMEOUT = 10.0
-_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+DEFAULT_MAX_CONNECTIONS = 256
+_REASONS = {
+    400: b"Bad Request",
+    408: b"Request Timeout",
+    431: b"Request Header Fields Too Large",
+    503: b"Service Unavailable",
+}
 
 
 class GuardedHttpTools(HttpToolsProtocol):
@@ -47,6 +55,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self.max_head_bytes = int(os.environ.get(ENV_MAX_HEAD, DEFAULT_MAX_HEAD_BYTES))
         self.head_timeout = float(os.environ.get(ENV_HEAD_TIMEOUT, DEFAULT_HEAD_TIMEOUT))
+        self.max_connections = int(os.environ.get(ENV_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS))
         self.in_head = False  # between a head's first byte and its headers' end
         self.message_open = False  # between a request's first byte and its last
         self.head_bytes = 0
@@ -64,8 +73,11 @@ class GuardedHttpTools(HttpToolsProtocol):
             self.head_timer = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        """Start the deadline of the first head (or of a connection that sends nothing)."""
+        """Refuse a connection past the limit; else start the first head's deadline."""
         super().connection_made(transport)
+        if len(self.connections) > self.max_connections:  # the worker's open connections
+            self._refuse(503, f"over {self.max_connections} connections open; retry")
+            return
         self._start_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -126,8 +138,9 @@ class GuardedHttpTools(HttpToolsProtocol):
     def _refuse(self, status: int, message: str) -> None:
         self._end_head()
         body = orjson.dumps({"error": message})
+        retry = b"retry-after: 1\r\n" if status == 503 else b""
         self.transport.write(
             b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-            b"connection: close\r\n\r\n%s" % (status, _REASONS[status], len(body), body)
+            b"%sconnection: close\r\n\r\n%s" % (status, _REASONS[status], len(body), retry, body)
         )
         self.transport.close()
