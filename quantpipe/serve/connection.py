@@ -59,15 +59,19 @@ class GuardedHttpTools(HttpToolsProtocol):
         self.in_head = False  # between a head's first byte and its headers' end
         self.message_open = False  # between a request's first byte and its last
         self.head_bytes = 0
+        self.head_started = 0.0
         self.head_timer: asyncio.TimerHandle | None = None
 
     def _start_head(self) -> None:
         self.in_head, self.head_bytes = True, 0
-        if self.head_timer is None:
+        self.head_started = self.loop.time()
+        if self.head_timer is None:  # one timer per connection, re-armed only as it expires
             self.head_timer = self.loop.call_later(self.head_timeout, self._head_timed_out)
 
     def _end_head(self) -> None:
-        self.in_head = False
+        self.in_head = False  # the timer stays: it finds no head when it fires
+
+    def _drop_timer(self) -> None:
         if self.head_timer is not None:
             self.head_timer.cancel()
             self.head_timer = None
@@ -83,6 +87,7 @@ class GuardedHttpTools(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         """Drop the deadline with the connection."""
         self._end_head()
+        self._drop_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -93,7 +98,10 @@ class GuardedHttpTools(HttpToolsProtocol):
             super().data_received(data)
             return
         room = self.max_head_bytes - self.head_bytes
-        head, rest = data[:room], data[room:]
+        if len(data) <= room or data.find(b"\r\n\r\n", 0, room) >= 0:
+            head, rest = data, b""  # the usual case, no copy: the head ends within the room
+        else:
+            head, rest = data[:room], data[room:]
         self.head_bytes += len(head)
         super().data_received(head)
         if self.transport.is_closing():
@@ -128,7 +136,11 @@ class GuardedHttpTools(HttpToolsProtocol):
 
     def _head_timed_out(self) -> None:
         self.head_timer = None
-        if self.transport.is_closing():
+        if self.transport.is_closing() or not self.in_head:
+            return  # no head under way: the next one arms a new timer
+        left = self.head_started + self.head_timeout - self.loop.time()
+        if left > 0:  # a later head than the one the timer was armed for
+            self.head_timer = self.loop.call_later(left, self._head_timed_out)
             return
         if self.head_bytes == 0:
             self.transport.close()  # an idle connection: nothing to answer
@@ -137,6 +149,7 @@ class GuardedHttpTools(HttpToolsProtocol):
 
     def _refuse(self, status: int, message: str) -> None:
         self._end_head()
+        self._drop_timer()
         body = orjson.dumps({"error": message})
         retry = b"retry-after: 1\r\n" if status == 503 else b""
         self.transport.write(

@@ -1,0 +1,72 @@
+"""This revision's server against another checkout's, in alternating rounds.
+
+One cell of ``serve_bench.py`` moves by a few percent from one run to the next on a 2-core
+machine, more than a small change costs. This runs the same wrk cells on this revision's
+``quantpipe serve`` and on a baseline checkout's (its own code and models), one server after
+the other, ``--rounds`` times, and prints the median requests/s of each and their ratio.
+
+Run from the repository root after ``dvc repro`` (and ``dvc repro`` in the baseline)::
+
+    python benchmarks/serve_ab.py --baseline ../quantpipe-old [--rounds 3] [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from serve_bench import free_port, run_wrk, stop, wait_ready, write_bodies
+
+from quantpipe.data import load_dataset
+
+CELLS = [("1-row JSON", 1), ("1-row JSON", 8), ("1000-row JSON", 1), ("1000-row binary", 8)]
+
+
+def _serve(checkout: Path | None, workers: int) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    command = [sys.executable, "-m", "quantpipe.serve", "--port", str(port), "-q"]
+    env = dict(os.environ)
+    if checkout is not None:
+        env["PYTHONPATH"] = str(checkout)
+        command += ["--models-dir", str(checkout / "models")]
+    proc = subprocess.Popen([*command, "--workers", str(workers)], start_new_session=True, env=env)
+    wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc)
+    return proc, port
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--baseline", type=Path, required=True, help="the other checkout")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--seconds", type=int, default=5, help="wrk duration of each cell")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workdir", type=Path, default=Path("/tmp/quantpipe-bench"))
+    args = p.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    scripts = write_bodies(args.workdir, load_dataset("data/split/test.npz").X[:1000], "input-0")
+    rps: dict[tuple[str, int, str], list[float]] = {}
+    for _ in range(args.rounds):
+        for name, checkout in (("this", None), ("baseline", args.baseline.resolve())):
+            proc, port = _serve(checkout, args.workers)
+            try:
+                url = f"http://127.0.0.1:{port}/v2/models/fp64/infer"
+                for payload, c in CELLS:
+                    r = run_wrk(url, scripts[payload], c, args.seconds)
+                    rps.setdefault((payload, c, name), []).append(r["rps"])
+            finally:
+                stop(proc)
+    print(f"{args.workers} worker(s), {args.rounds} rounds of {args.seconds} s, medians\n")
+    print("| payload | concurrency | this req/s | baseline req/s | ratio |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for payload, c in CELLS:
+        a = statistics.median(rps[(payload, c, "this")])
+        b = statistics.median(rps[(payload, c, "baseline")])
+        print(f"| {payload} | {c} | {a:,.0f} | {b:,.0f} | {a / b:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
