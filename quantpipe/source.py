@@ -75,14 +75,18 @@ def download(url: str, sha256: str, folder: Path, name: str) -> Path:
     import pooch  # only to download
 
     log.info("downloading %s into %s", url, folder)
+    fetcher = pooch.create(
+        path=folder,
+        base_url="",
+        registry={name: f"sha256:{sha256}"},
+        urls={name: url},
+        retry_if_failed=2,
+    )
     try:
-        return Path(
-            pooch.retrieve(
-                url, known_hash=f"sha256:{sha256}", fname=name, path=folder, retry_if_failed=2
-            )
-        )
+        return Path(fetcher.fetch(name))
     except (OSError, ValueError) as exc:  # requests' errors are OSErrors; a bad hash, ValueError
-        raise DataError(f"could not download {name} ({exc}); {OFFLINE_HINT}") from None
+        reason = cut(" ".join(str(exc).split()), 160)
+        raise DataError(f"could not download {name} ({reason}); {OFFLINE_HINT}") from None
 
 
 def member_content(archive: Path, member: str, sha256: str, max_bytes: int) -> bytes:

@@ -160,34 +160,56 @@ def _real_content(data_home):
         return handle.read()
 
 
-def test_offline_download_failure_says_how_to_use_a_local_copy(tmp_path, monkeypatch):
-    def no_network(*args, **kwargs):
-        raise OSError("Name or service not known")
+def _serve_downloads(monkeypatch, answer):
+    """pooch's HTTP downloader replaced by ``answer(url, output_file)``: the rest of pooch
+    (retries, the hash check, the file's place) runs for real, offline."""
+    calls = []
 
-    monkeypatch.setattr(pooch, "retrieve", no_network)
+    def download(self, url, output_file, pooch_instance, check_only=False):
+        calls.append(url)
+        answer(url, output_file)
+
+    monkeypatch.setattr(pooch.HTTPDownloader, "__call__", download)
+    monkeypatch.setattr(pooch.core.time, "sleep", lambda seconds: None)  # its retries' waits
+    return calls
+
+
+def test_offline_download_failure_says_how_to_use_a_local_copy(tmp_path, monkeypatch):
+    import requests
+
+    def no_network(url, output_file):
+        raise requests.exceptions.ConnectionError("Name or service not known")
+
+    calls = _serve_downloads(monkeypatch, no_network)
     with pytest.raises(DataError) as info:
         source.fetch_dataset(tmp_path)
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith("could not download cal_housing.tgz (Name or service not known)")
     assert "offline? point it at a local copy: QUANTPIPE_DATA=/path/to/folder dvc repro" in message
+    assert calls == [source.ARCHIVE_URL] * 3  # two retries
 
 
-def test_download_checks_the_canonical_hash_then_reads_the_archive(
-    data_home, tmp_path, monkeypatch
-):
-    calls = []
+def test_a_download_whose_hash_differs_is_refused(data_home, tmp_path, monkeypatch):
+    """The shared copy is re-packed: its bytes are not the canonical file's."""
 
-    def retrieve(url, known_hash, fname, path, **kwargs):  # what pooch does, offline
-        calls.append((url, known_hash, fname, path))
-        (Path(path) / fname).write_bytes((data_home / source.ARCHIVE).read_bytes())
-        return str(Path(path) / fname)
+    def repacked(url, output_file):
+        Path(output_file).write_bytes((data_home / source.ARCHIVE).read_bytes())
 
-    monkeypatch.setattr(pooch, "retrieve", retrieve)
+    _serve_downloads(monkeypatch, repacked)
+    with pytest.raises(DataError, match=r"could not download cal_housing.tgz \(SHA256 hash of"):
+        source.fetch_dataset(tmp_path)
+    assert not (tmp_path / source.ARCHIVE).exists()
+
+
+def test_download_checks_the_hash_then_reads_the_archive(data_home, tmp_path, monkeypatch):
+    import hashlib
+
+    archive = (data_home / source.ARCHIVE).read_bytes()
+    monkeypatch.setattr(source, "ARCHIVE_SHA256", hashlib.sha256(archive).hexdigest())
+    calls = _serve_downloads(monkeypatch, lambda url, out: Path(out).write_bytes(archive))
     data = source.fetch_dataset(tmp_path)
-    assert calls == [
-        (source.ARCHIVE_URL, f"sha256:{source.ARCHIVE_SHA256}", "cal_housing.tgz", tmp_path)
-    ]
+    assert calls == [source.ARCHIVE_URL]
     assert data.X.shape == (20640, 8)
     source.fetch_dataset(tmp_path)  # there now: no second download
     assert len(calls) == 1
