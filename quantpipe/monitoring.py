@@ -228,7 +228,7 @@ def _body(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None, prog: str = "quantpipe monitor") -> int:
     """Run the command; returns the exit status (1 when an alert fires)."""
     p = cli.parser(prog, __doc__.split("\n\n")[0])
-    p.add_argument("--batch", help="rows to check, .csv or .npz (default: monitor.batch)")
+    p.add_argument("--batch", help="rows to check, .csv or .npz (if not given: monitor.batch)")
     p.add_argument("--params", type=Path, default=paths.PARAMS, help="params file")
     p.add_argument("--train", type=Path, default=paths.TRAIN_DATA, help="training .npz")
     p.add_argument("--models-dir", type=Path, default=Path("models"), help="models directory")
