@@ -233,6 +233,15 @@ def test_changing_any_module_reruns_every_stage_that_imports_it_and_no_other(rep
     assert "Data and pipelines are up to date." in repo.dvc("status").stdout
 
 
+def test_an_experiment_with_the_committed_values_changes_no_file(repo):
+    """`dvc exp run -S` rewrites params.yaml in its own YAML style; the committed file is in
+    that style, so setting a value to what it is already leaves every byte as it was."""
+    before = (repo.path / "params.yaml").read_bytes()
+    repo.dvc("exp", "run", "-S", "quantize.bits=[8,16]", "-S", "integer.bits=[8]")
+    assert (repo.path / "params.yaml").read_bytes() == before
+    assert _git("status", "--porcelain", cwd=repo.path) == ""
+
+
 def test_changing_widths_leaves_nothing_stale_and_bad_params_stop_the_run(repo):
     """Runs after the tests above, on the same copy: widths [4, 8], then a misspelt key."""
 
