@@ -64,7 +64,7 @@ def data_folder(folder: str | Path | None = None) -> Path:
 
 
 def download(url: str, sha256: str, folder: Path, name: str) -> Path:
-    """Download ``url`` into ``folder/name``, checking its sha256 (pooch: retries, progress).
+    """Download ``url`` into ``folder/name``, checking its sha256 (pooch, two retries).
 
     Raises
     ------
