@@ -22,20 +22,13 @@ import http.client
 import json
 import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
 
 import numpy as np
+from serve_bench import start_quantpipe, stop
 
 MIB = 1024 * 1024
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get(port: int, path: str) -> tuple[int, float]:
@@ -109,15 +102,8 @@ def main() -> None:
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--seconds", type=float, default=5)
     args = p.parse_args()
-    port = _free_port()
-    command = [sys.executable, "-m", "quantpipe.serve", "--port", str(port), "-q"]
-    proc = subprocess.Popen([*command, "--workers", str(args.workers)])
+    proc, port, _ = start_quantpipe(args.workers)
     try:
-        while True:
-            with contextlib.suppress(OSError):
-                if _get(port, "/v2/health/ready")[0] == 200:
-                    break
-            time.sleep(0.1)
         header: dict = {}
         during_header = _health_while(
             port, threading.Thread(target=_big_header, args=(port, header))
@@ -148,8 +134,7 @@ def main() -> None:
             f"{q[1]:.0f} ms | {max(latencies) * 1e3:.0f} ms | {q[1] / q[0]:.2f} |"
         )
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop(proc)
 
 
 if __name__ == "__main__":

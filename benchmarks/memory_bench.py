@@ -15,21 +15,12 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import socket
-import subprocess
-import sys
 import threading
-import time
 
 import numpy as np
+from serve_bench import start_quantpipe, stop
 
 MIB = 1024 * 1024
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _status(pid: int, field: str) -> int:
@@ -58,19 +49,6 @@ def _body(mib: float, nested: bool) -> bytes:
     return json.dumps({"inputs": [tensor]}).encode()
 
 
-def _wait_ready(port: int, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/v2/health/ready")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("the server did not start")
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--mib", type=float, default=8, help="size of each JSON body, MiB")
@@ -78,13 +56,9 @@ def main() -> None:
     p.add_argument("--nested", action="store_true", help="rows as nested lists")
     args = p.parse_args()
     body = _body(args.mib, args.nested)
-    port = _free_port()
     limit = str(len(body) + 1024)
-    command = [sys.executable, "-m", "quantpipe.serve", "--port", str(port), "-q"]
-    command += ["--max-json-bytes", limit, "--max-body-bytes", limit]
-    proc = subprocess.Popen(command)
+    proc, port, _ = start_quantpipe(1, None, "--max-json-bytes", limit, "--max-body-bytes", limit)
     try:
-        _wait_ready(port, proc)
         idle = _status(proc.pid, "VmRSS")
         print(f"body {len(body) / MIB:.1f} MiB ({'nested' if args.nested else 'flat'} data)")
         print(f"idle server: {idle / MIB:.0f} MiB resident\n")
@@ -103,8 +77,7 @@ def main() -> None:
             seen = ", ".join(f"{s}: {statuses.count(s)}" for s in sorted(set(statuses)))
             print(f"| {count} | {seen} | {rise / MIB:.0f} MiB | {rise / len(body):.1f} |")
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        stop(proc)
 
 
 if __name__ == "__main__":

@@ -13,29 +13,14 @@ Run from the repository root after ``dvc repro`` (and ``dvc repro`` in the basel
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
-from serve_bench import free_port, run_wrk, stop, wait_ready, write_bodies
+from serve_bench import run_wrk, start_quantpipe, stop, write_bodies
 
 from quantpipe.data import load_dataset
 
 CELLS = [("1-row JSON", 1), ("1-row JSON", 8), ("1000-row JSON", 1), ("1000-row binary", 8)]
-
-
-def _serve(checkout: Path | None, workers: int) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    command = [sys.executable, "-m", "quantpipe.serve", "--port", str(port), "-q"]
-    env = dict(os.environ)
-    if checkout is not None:
-        env["PYTHONPATH"] = str(checkout)
-        command += ["--models-dir", str(checkout / "models")]
-    proc = subprocess.Popen([*command, "--workers", str(workers)], start_new_session=True, env=env)
-    wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc)
-    return proc, port
 
 
 def main() -> None:
@@ -51,7 +36,7 @@ def main() -> None:
     rps: dict[tuple[str, int, str], list[float]] = {}
     for _ in range(args.rounds):
         for name, checkout in (("this", None), ("baseline", args.baseline.resolve())):
-            proc, port = _serve(checkout, args.workers)
+            proc, port, _ = start_quantpipe(args.workers, checkout)
             try:
                 url = f"http://127.0.0.1:{port}/v2/models/fp64/infer"
                 for payload, c in CELLS:

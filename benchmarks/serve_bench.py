@@ -70,6 +70,25 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60) -> float:
     sys.exit(f"server not ready after {timeout} s: {url}")
 
 
+def start_quantpipe(
+    workers: int = 1, checkout: Path | None = None, *extra: str
+) -> tuple[subprocess.Popen, int, float]:
+    """``quantpipe serve`` on a free port, once ready: its process, port and start-up time.
+
+    ``checkout`` serves another checkout's models with its own code (``PYTHONPATH``);
+    ``extra`` are more options. The server has a session of its own, for :func:`stop`.
+    """
+    port = free_port()
+    command = [sys.executable, "-m", "quantpipe.serve", "--port", str(port), "-q"]
+    env = dict(os.environ)
+    if checkout is not None:
+        env["PYTHONPATH"] = str(checkout)
+        command += ["--models-dir", str(checkout / "models")]
+    command += ["--workers", str(workers), *extra]
+    proc = subprocess.Popen(command, start_new_session=True, env=env)
+    return proc, port, wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc)
+
+
 def stop(proc: subprocess.Popen) -> None:
     os.killpg(proc.pid, signal.SIGTERM)
     try:
@@ -321,17 +340,8 @@ def main() -> None:
         servers.append((f"baseline {args.baseline.name}", args.baseline.resolve()))
     for workers, (name, checkout) in itertools.product((1, 2), servers):
         label = f"{name} w{workers}"
-        port = free_port()
-        command = [sys.executable, "-m", "quantpipe.serve", "--port", str(port), "-q"]
-        env = dict(os.environ)
-        if checkout is not None:
-            env["PYTHONPATH"] = str(checkout)
-            command += ["--models-dir", str(checkout / "models")]
-        proc = subprocess.Popen(
-            [*command, "--workers", str(workers)], start_new_session=True, env=env
-        )
+        proc, port, ready = start_quantpipe(workers, checkout)
         try:
-            ready = wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc)
             print(f"{label} ready in {ready:.1f} s", flush=True)
             scripts = write_bodies(args.workdir, X, "input-0")
             url = f"http://127.0.0.1:{port}/v2/models/fp64/infer"
