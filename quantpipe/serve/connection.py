@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from http import HTTPStatus
 from typing import Any
 
 import orjson
@@ -33,12 +34,6 @@ ENV_MAX_CONNECTIONS = "QUANTPIPE_MAX_CONNECTIONS"
 DEFAULT_MAX_HEAD_BYTES = 32 * 1024
 DEFAULT_HEAD_TIMEOUT = 10.0
 DEFAULT_MAX_CONNECTIONS = 256
-_REASONS = {
-    400: b"Bad Request",
-    408: b"Request Timeout",
-    431: b"Request Header Fields Too Large",
-    503: b"Service Unavailable",
-}
 
 
 class GuardedHttpTools(HttpToolsProtocol):
@@ -154,6 +149,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         retry = b"retry-after: 1\r\n" if status == 503 else b""
         self.transport.write(
             b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-            b"%sconnection: close\r\n\r\n%s" % (status, _REASONS[status], len(body), retry, body)
+            b"%sconnection: close\r\n\r\n%s"
+            % (status, HTTPStatus(status).phrase.encode(), len(body), retry, body)
         )
         self.transport.close()
