@@ -33,6 +33,7 @@ def matrix_items(params: Params) -> dict[str, list[str]]:
         "quantize": [str(b) for b in params.quantize.bits],
         "integer": [str(b) for b in params.integer.bits],
         "cast": list(params.quantize.casts),
+        "mnist_quantize": [str(b) for b in params.mnist.quantize.bits],
     }
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from quantpipe import paths, variants
 from quantpipe.errors import ParamsError, show
+from quantpipe.mnist.params import MnistParams, validate_mnist
 from quantpipe.quant.casts import CASTS
 from quantpipe.validate import (
     check_keys,
@@ -192,6 +193,7 @@ class Params:
     integer: IntegerParams
     gate: GateParams
     monitor: MonitorParams
+    mnist: MnistParams
 
 
 def _validate_gate(raw: Any) -> GateParams:
@@ -266,7 +268,7 @@ def validate_params(raw: Any) -> Params:
         On the first problem found, with a message naming the key and the allowed values.
     """
     top = mapping(raw, "the top level")
-    check_keys(top, ("data", "quantize", "integer", "gate", "monitor"), "")
+    check_keys(top, ("data", "quantize", "integer", "gate", "monitor", "mnist"), "")
     data = _validate_data(top["data"])
     quant = mapping(top["quantize"], "quantize")
     check_keys(
@@ -281,6 +283,7 @@ def validate_params(raw: Any) -> Params:
         data=data,
         gate=_validate_gate(top["gate"]),
         monitor=_validate_monitor(top["monitor"]),
+        mnist=validate_mnist(top["mnist"]),
         quantize=QuantizeParams(
             bits=validate_bits(quant["bits"]),
             scheme=choice(quant["scheme"], SCHEMES, "quantize.scheme"),

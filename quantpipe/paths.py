@@ -35,3 +35,14 @@ def variant_path(variant: str, directory: Path = QUANTIZED_DIR) -> Path:
 def quantized_model_path(bits: int, directory: Path = QUANTIZED_DIR) -> Path:
     """File of the quantized model of a width: ``models/quantized/q8.npz``."""
     return variant_path(variant_name(bits), directory)
+
+
+# the digits family (quantpipe.mnist)
+MNIST_DATA = Path("data/mnist/digits.npz")
+MNIST_FLOAT = Path("models/mnist/fp32.npz")
+MNIST_QUANTIZED_DIR = Path("models/mnist/quantized")
+MNIST_EVAL_DIR = Path("metrics/mnist/eval")
+MNIST_COMPARE = Path("metrics/mnist/compare.json")
+MNIST_CONFUSION = Path("metrics/mnist/plots/confusion.csv")
+MNIST_WIDTHS = Path("metrics/mnist/plots/accuracy_by_width.json")
+MNIST_LATENCY = Path("metrics/mnist/latency.json")

@@ -63,14 +63,23 @@ def data_folder(folder: str | Path | None = None) -> Path:
     return Path(folder).expanduser()
 
 
-def download(url: str, sha256: str, folder: Path, name: str) -> Path:
-    """Download ``url`` into ``folder/name``, checking its sha256 (pooch, two retries).
+def download(url: str, known_hash: str, folder: Path, name: str, hint: str = OFFLINE_HINT) -> Path:
+    """Download ``url`` into ``folder/name``, checking its hash (pooch, two retries).
+
+    Parameters
+    ----------
+    url : str
+    known_hash : str
+        pooch's form: ``"sha256:<hex>"`` or ``"md5:<hex>"``.
+    folder : Path
+    name : str
+    hint : str
+        The line that says how to work offline, added to the error.
 
     Raises
     ------
     DataError
-        If the download fails or its sha256 differs, with the line that says how to work
-        offline.
+        If the download fails or its hash differs, with ``hint``.
     """
     import pooch  # only to download
 
@@ -78,7 +87,7 @@ def download(url: str, sha256: str, folder: Path, name: str) -> Path:
     fetcher = pooch.create(
         path=folder,
         base_url="",
-        registry={name: f"sha256:{sha256}"},
+        registry={name: known_hash},
         urls={name: url},
         retry_if_failed=2,
     )
@@ -86,7 +95,7 @@ def download(url: str, sha256: str, folder: Path, name: str) -> Path:
         return Path(fetcher.fetch(name))
     except (OSError, ValueError) as exc:  # requests' errors are OSErrors; a bad hash, ValueError
         reason = cut(" ".join(str(exc).split()), 160)
-        raise DataError(f"could not download {name} ({reason}); {OFFLINE_HINT}") from None
+        raise DataError(f"could not download {name} ({reason}); {hint}") from None
 
 
 def member_content(archive: Path, member: str, sha256: str, max_bytes: int) -> bytes:
@@ -157,7 +166,7 @@ def fetch_dataset(folder: str | Path | None = None) -> Dataset:
     if archive.is_file():
         log.info("reading California Housing from %s", archive)
     else:
-        archive = download(ARCHIVE_URL, ARCHIVE_SHA256, home, ARCHIVE)
+        archive = download(ARCHIVE_URL, f"sha256:{ARCHIVE_SHA256}", home, ARCHIVE)
     content = member_content(archive, MEMBER, MEMBER_SHA256, MEMBER_MAX_BYTES)
     data = dataset_from_table(table_from_text(content), str(archive))
     validate_dataset(data, str(archive), N_ROWS)

@@ -36,6 +36,7 @@ STAGE_ARGS = {
     "quantize": ["--bits", "8"],
     "integer": ["--bits", "8"],
     "cast": ["--dtype", "float16"],
+    "mnist_quantize": ["--bits", "8"],
 }
 
 
@@ -117,6 +118,10 @@ def test_misspelt_key_stops_every_stage_with_one_line(stage, tmp_path, monkeypat
         ("integer", "error: models/fp64.npz: not found; run `dvc repro`"),
         ("cast", "error: models/fp64.npz: not found; run `dvc repro`"),
         ("evaluate", "error: data/split/test.npz: not found; run `dvc repro`"),
+        ("mnist_train", "error: data/mnist/digits.npz: not found; run `dvc repro`"),
+        ("mnist_quantize", "error: models/mnist/fp32.npz: not found; run `dvc repro`"),
+        ("mnist_evaluate", "error: data/mnist/digits.npz: not found; run `dvc repro`"),
+        ("mnist_latency", "error: data/mnist/digits.npz: not found; run `dvc repro`"),
     ],
 )
 def test_missing_inputs_give_one_line(stage, message, tmp_path, monkeypatch, capsys):

@@ -55,12 +55,27 @@ def test_markdown_marks_failures_and_escapes_pipes():
     assert "| q16 | p99 \\|Δpred\\| | 0.004 | 0.01 | pass |" in table
 
 
-def _run(tmp_path, monkeypatch, capsys, compare):
+MNIST_FP32 = {"param_count": 12810, "accuracy": 0.983}
+MNIST_COMPARE = {"q8": {"accuracy_delta": -0.001, "agreement": 0.998}}
+
+
+def _run(tmp_path, monkeypatch, capsys, compare, fp32=MNIST_FP32, mnist=MNIST_COMPARE):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text((REPO_ROOT / "params.yaml").read_text())
     if compare is not None:
         (tmp_path / "compare.json").write_text(compare)
-    status = gate.main(["--compare", "compare.json"])
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "fp32.json").write_text(json.dumps(fp32))
+    (tmp_path / "mnist.json").write_text(json.dumps(mnist))
+    argv = [
+        "--compare",
+        "compare.json",
+        "--mnist-eval-dir",
+        "eval",
+        "--mnist-compare",
+        "mnist.json",
+    ]
+    status = gate.main(argv)
     return status, capsys.readouterr()
 
 
@@ -71,15 +86,50 @@ def test_gate_command_fails_with_one_line_naming_each_excess(tmp_path, monkeypat
     assert "| q16 | RMS Δpred | 0.002 | 0.001 | **FAIL** |" in out.out
     assert out.err == (
         "error: accuracy budget exceeded: q4 RMS Δpred 0.12 > 0.06; q16 RMS Δpred 0.002 > "
-        "0.001 (budget: gate in params.yaml)\n"
+        "0.001 (budget: gate and mnist.gate in params.yaml)\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("fp32", "mnist", "message"),
+    [
+        (
+            {"param_count": 25000, "accuracy": 0.99},
+            MNIST_COMPARE,
+            "mnist fp32 parameters 25000 >= 25000",
+        ),
+        (
+            {"param_count": 9000, "accuracy": 0.9799},
+            MNIST_COMPARE,
+            "mnist fp32 accuracy 0.9799 < 0.98",
+        ),
+        (
+            MNIST_FP32,
+            {"q8": {"accuracy_delta": -0.0031, "agreement": 0.999}},
+            "mnist q8 accuracy drop 0.0031 > 0.003",
+        ),
+        (
+            MNIST_FP32,
+            {"q8": {"accuracy_delta": 0.0, "agreement": 0.9949}},
+            "mnist q8 agreement 0.9949 < 0.995",
+        ),
+    ],
+)
+def test_the_digits_gates_fail_ci(tmp_path, monkeypatch, capsys, fp32, mnist, message):
+    """Fewer than 25,000 parameters, fp32 accuracy >= 0.98, q8's budget: each fails alone."""
+    status, out = _run(
+        tmp_path, monkeypatch, capsys, json.dumps({"q8": COMPARE["q8"]}), fp32, mnist
+    )
+    assert status == 1
+    budget = "(budget: gate and mnist.gate in params.yaml)"
+    assert out.err == f"error: accuracy budget exceeded: {message} {budget}\n"
 
 
 def test_gate_command_passes(tmp_path, monkeypatch, capsys):
     status, out = _run(tmp_path, monkeypatch, capsys, json.dumps({"q8": COMPARE["q8"]}))
     assert status == 0
     assert out.err == ""
-    assert out.out.count("pass") == 2
+    assert out.out.count("pass") == 2 + 4  # q8's two, and the digits' four
 
 
 @pytest.mark.parametrize(

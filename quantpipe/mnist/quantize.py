@@ -1,0 +1,369 @@
+"""Post-training quantization of the digits network, and its integer-only inference.
+
+Weights: per output channel, symmetric, ``bits`` wide (2 to 16): codes in
+``[-(2**(bits-1) - 1), 2**(bits-1) - 1]``, one scale per channel, no zero point.
+Activations: static, calibrated on training images: unsigned codes (every activation follows
+a ReLU, so the zero point is 0), 8 bits wide for weights of up to 8 bits, else 16, one scale
+per tensor; the input is the image's own uint8 pixels (scale 1/255, exactly the float
+network's input). Biases: int32 codes at the scale of their accumulator.
+
+Inference (:func:`integer_logits`) is integer arithmetic only: exact integer products and
+sums (:func:`~quantpipe.mnist.kernels.int_matmul`), max pooling on the accumulators, and a
+fixed-point requantization per channel (:func:`~quantpipe.mnist.kernels.requantize`), the
+ReLU being its clamp at 0. The logits come out as integers at one common scale, so the
+predicted digit is their argmax; only the class probabilities use floats.
+
+With ``rounding="data-aware"`` each output channel's clipping range is chosen, from a grid,
+to minimise the layer's output error on the calibration images, then each weight is
+rounded down or up (coordinate descent on the same error), and with ``bias_correction`` the
+bias absorbs the mean output error. Every number is computed in a fixed order or exactly,
+so the same calibration images give the same model on every machine.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from quantpipe.exact import dot
+from quantpipe.mnist.kernels import EXACT_FLOAT, fixed_point, int_matmul, patches, requantize
+from quantpipe.mnist.network import (
+    BLOCK,
+    FloatNet,
+    LayerShapes,
+    conv3x3,
+    pixels_to_float,
+    relu_pool,
+)
+from quantpipe.numerics import row_dot
+from quantpipe.quant.codes import check_bits
+
+ROUNDINGS = ("nearest", "data-aware")
+CALIBRATIONS = ("minmax", "percentile")
+#: The clipping ranges tried per channel, as fractions of the channel's largest |weight|.
+CLIP_GRID = tuple(round(1.0 - 0.025 * i, 3) for i in range(17))  # 1.0 down to 0.6
+#: Coordinate-descent sweeps over a channel's weights (data-aware rounding).
+SWEEPS = 2
+INPUT_SCALE = 1.0 / 255.0
+INT32_MAX = 2**31 - 1
+LAYERS = ("conv1", "conv2", "fc")
+
+log = logging.getLogger("quantpipe.mnist")
+
+
+def activation_bits(bits: int) -> int:
+    """The activation width that goes with ``bits``-wide weights: 8 up to 8 bits, else 16."""
+    check_bits(bits)
+    return 8 if bits <= 8 else 16
+
+
+@dataclass(frozen=True)
+class QuantSettings:
+    """How to quantize (from ``params.yaml``'s ``mnist.quantize``).
+
+    Attributes
+    ----------
+    bits : int
+        Weight width, 2 to 16.
+    rounding : {"nearest", "data-aware"}
+    bias_correction : bool
+    calibration : {"minmax", "percentile"}
+        How an activation's range is read off the calibration images.
+    percentile : float
+        With ``"percentile"``, the share of values (in percent) the range keeps, in (50, 100].
+    """
+
+    bits: int
+    rounding: str
+    bias_correction: bool
+    calibration: str
+    percentile: float
+
+
+@dataclass(frozen=True)
+class QuantLayer:
+    """One quantized layer.
+
+    Attributes
+    ----------
+    weight_codes : ndarray of shape (c_out, k), int32
+        Symmetric codes; ``k`` is ``c_in * 9`` for a convolution (the order of
+        ``weight.reshape(c_out, -1)``).
+    weight_scale : ndarray of shape (c_out,), float64
+        A weight is ``weight_scale[c] * code``.
+    bias_codes : ndarray of shape (c_out,), int64
+        int32 values at the accumulator's scale, ``input_scale * weight_scale[c]``.
+    m0, shift : ndarray of shape (c_out,), int64
+        The fixed-point multiplier from the accumulator to the output's codes.
+    input_scale, output_scale : float
+    input_max : int
+        The largest input code.
+    """
+
+    weight_codes: np.ndarray
+    weight_scale: np.ndarray
+    bias_codes: np.ndarray
+    m0: np.ndarray
+    shift: np.ndarray
+    input_scale: float
+    output_scale: float
+    input_max: int
+
+    @property
+    def acc_bound(self) -> int:
+        """The largest ``|accumulator|`` any input can give."""
+        weights = np.abs(self.weight_codes.astype(np.int64)).sum(axis=1) * self.input_max
+        return int((weights + np.abs(self.bias_codes)).max())
+
+
+@dataclass(frozen=True)
+class QuantNet:
+    """The quantized network: three layers, and what they were made from.
+
+    Attributes
+    ----------
+    shapes : LayerShapes
+    bits : int
+        Weight width.
+    act_bits : int
+        Activation width (:func:`activation_bits`).
+    layers : tuple of QuantLayer
+        conv1, conv2 and fc; fc's outputs are logits at ``layers[2].output_scale``.
+    """
+
+    shapes: LayerShapes
+    bits: int
+    act_bits: int
+    layers: tuple[QuantLayer, QuantLayer, QuantLayer]
+
+
+# -- inference -------------------------------------------------------------------------------
+
+
+def _conv_acc(x: np.ndarray, layer: QuantLayer) -> np.ndarray:
+    n, _, h, w = x.shape
+    acc = int_matmul(patches(x), layer.weight_codes.T, layer.acc_bound) + layer.bias_codes
+    return acc.reshape(n, h - 2, w - 2, -1).transpose(0, 3, 1, 2)
+
+
+def _pool(acc: np.ndarray) -> np.ndarray:
+    n, c, h, w = acc.shape
+    acc = acc[:, :, : h // 2 * 2, : w // 2 * 2].reshape(n, c, h // 2, 2, w // 2, 2)
+    return acc.max(axis=(3, 5))
+
+
+def _activation(acc: np.ndarray, layer: QuantLayer, act_max: int) -> np.ndarray:
+    """Pool the accumulators, requantize, and clamp to the codes (the ReLU is the clamp)."""
+    return np.clip(requantize(_pool(acc), layer.m0, layer.shift, axis=1), 0, act_max)
+
+
+def integer_logits(net: QuantNet, images: np.ndarray) -> np.ndarray:
+    """The quantized network's logits, by integer arithmetic only.
+
+    Parameters
+    ----------
+    net : QuantNet
+    images : ndarray of shape (n, 28, 28), uint8
+
+    Returns
+    -------
+    ndarray of shape (n, 10), int64
+        Logits in units of ``net.layers[2].output_scale``.
+    """
+    act_max = 2**net.act_bits - 1
+    conv1, conv2, fc = net.layers
+    out = np.empty((len(images), fc.weight_codes.shape[0]), dtype=np.int64)
+    for start in range(0, len(images), BLOCK):
+        x = images[start : start + BLOCK, None].astype(np.int64)
+        x = _activation(_conv_acc(x, conv1), conv1, act_max)
+        x = _activation(_conv_acc(x, conv2), conv2, act_max)
+        acc = int_matmul(x.reshape(len(x), -1), fc.weight_codes.T, fc.acc_bound) + fc.bias_codes
+        out[start : start + BLOCK] = requantize(acc, fc.m0, fc.shift, axis=1)
+    return out
+
+
+# -- calibration -----------------------------------------------------------------------------
+
+
+def activation_range(values: np.ndarray, calibration: str, percentile: float) -> float:
+    """The range an activation's codes cover: its max, or an order statistic of its values.
+
+    The percentile is the value at rank ``ceil(n * percentile / 100) - 1`` of the sorted
+    values (no interpolation, so no float arithmetic that could differ between machines).
+    """
+    flat = np.sort(values.reshape(-1))
+    if calibration == "minmax" or flat.size == 0:
+        top = float(flat[-1]) if flat.size else 0.0
+    else:
+        rank = max(int(np.ceil(flat.size * percentile / 100.0)) - 1, 0)
+        top = float(flat[rank])
+    return top if top > 0 else 1.0
+
+
+def float_activations(net: FloatNet, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The float network's two pooled activations, the inputs of conv2 and fc."""
+    a1 = relu_pool(conv3x3(pixels_to_float(images), net.conv1_weight, net.conv1_bias))
+    a2 = relu_pool(conv3x3(a1, net.conv2_weight, net.conv2_bias))
+    return a1, a2
+
+
+def _error(d: np.ndarray, gram: np.ndarray) -> float:
+    """``d @ gram @ d`` in a fixed order."""
+    g = row_dot(gram, d, np.empty(len(d)))
+    return float(row_dot(d[None], g, np.empty(1))[0])
+
+
+def _nearest(w: np.ndarray, scale: float, qmax: int) -> np.ndarray:
+    return np.clip(np.rint(w / scale), -qmax, qmax)
+
+
+def _descend(
+    w: np.ndarray, codes: np.ndarray, scale: float, gram: np.ndarray, qmax: int
+) -> np.ndarray:
+    """Round each weight down or up, whichever lowers ``d @ gram @ d``.
+
+    ``d = w - scale * codes``; coordinate descent, :data:`SWEEPS` passes at most.
+    """
+    codes = codes.copy()
+    d = w - scale * codes
+    g = row_dot(gram, d, np.empty(len(d)))
+    for _ in range(SWEEPS):
+        changed = False
+        for i in range(len(w)):
+            step = -1.0 if d[i] < 0 else 1.0  # move the code towards the weight's other side
+            if abs(codes[i] + step) > qmax:
+                continue
+            delta = -step * scale  # the change in d[i]
+            gain = 2.0 * delta * float(g[i]) + delta * delta * float(gram[i, i])
+            if gain < 0.0:
+                codes[i] += step
+                d[i] = w[i] - scale * codes[i]
+                g = g + delta * gram[:, i]
+                changed = True
+        if not changed:
+            break
+    return codes
+
+
+def quantize_weights(
+    w: np.ndarray, gram: np.ndarray, bits: int, rounding: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-output-channel symmetric codes and scales for one layer's weights.
+
+    Parameters
+    ----------
+    w : ndarray of shape (c_out, k), float64
+    gram : ndarray of shape (k, k), float64
+        ``X.T @ X`` of the layer's (quantized) inputs on the calibration images: the output
+        error of a weight change ``d`` is ``d @ gram @ d``.
+    bits : int
+    rounding : {"nearest", "data-aware"}
+
+    Returns
+    -------
+    codes : ndarray of shape (c_out, k), int32
+    scales : ndarray of shape (c_out,), float64
+    """
+    qmax = 2 ** (bits - 1) - 1
+    codes = np.empty(w.shape, dtype=np.int32)
+    scales = np.empty(len(w))
+    for c, row in enumerate(w):
+        top = float(np.abs(row).max())
+        if top == 0.0:
+            codes[c], scales[c] = 0, 1.0
+            continue
+        ratios = CLIP_GRID if rounding == "data-aware" else (1.0,)
+        best = min(
+            ratios,
+            key=lambda r: _error(
+                row - (r * top / qmax) * _nearest(row, r * top / qmax, qmax), gram
+            ),
+        )
+        scale = best * top / qmax
+        q = _nearest(row, scale, qmax)
+        if rounding == "data-aware":
+            q = _descend(row, q, scale, gram, qmax)
+        codes[c], scales[c] = q, scale
+    return codes, scales
+
+
+def _gram(x: np.ndarray, x_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact ``x.T @ x`` and column means of integer-valued rows ``x``."""
+    if len(x) * x_max * x_max >= EXACT_FLOAT:
+        raise ValueError(f"{len(x)} calibration rows are too many for an exact Gram matrix")
+    xf = x.astype(np.float64)
+    return xf.T @ xf, xf.sum(axis=0) / len(x)
+
+
+def _layer(
+    w: np.ndarray,
+    b: np.ndarray,
+    x: np.ndarray,
+    x_scale: float,
+    x_max: int,
+    out_scale: float | None,
+    settings: QuantSettings,
+) -> QuantLayer:
+    """Quantize one layer for integer inputs ``x`` (rows of codes) at ``x_scale``.
+
+    ``out_scale`` None: the output is at the finest of the accumulators' scales (logits).
+    """
+    w = w.reshape(len(w), -1).astype(np.float64)
+    gram, means = _gram(x, x_max)
+    codes, scales = quantize_weights(w, gram, settings.bits, settings.rounding)
+    bias = b.astype(np.float64)
+    if settings.bias_correction:
+        # the mean output error, mean(x_scale * x) @ (w - w_q), moved into the bias
+        error = [dot(means, row - s * q) for row, s, q in zip(w, scales, codes, strict=True)]
+        bias = bias + x_scale * np.array(error)
+    acc_scale = x_scale * scales
+    if out_scale is None:
+        out_scale = float(acc_scale.min())
+    bias_codes = np.clip(np.rint(bias / acc_scale), -INT32_MAX, INT32_MAX).astype(np.int64)
+    bound = int((np.abs(codes.astype(np.int64)).sum(axis=1) * x_max + np.abs(bias_codes)).max())
+    m0, shift = fixed_point(acc_scale / out_scale, bound)
+    return QuantLayer(codes, scales, bias_codes, m0, shift, x_scale, out_scale, x_max)
+
+
+def quantize_network(net: FloatNet, calibration: np.ndarray, settings: QuantSettings) -> QuantNet:
+    """Quantize ``net``, layer by layer, calibrated on ``calibration`` images.
+
+    Each layer's weights are fitted to the codes its quantized predecessors give on the
+    calibration images, and each activation's scale to the float network's range there.
+
+    Parameters
+    ----------
+    net : FloatNet
+    calibration : ndarray of shape (n, 28, 28), uint8
+    settings : QuantSettings
+
+    Returns
+    -------
+    QuantNet
+    """
+    act_bits = activation_bits(settings.bits)
+    act_max = 2**act_bits - 1
+    a1, a2 = float_activations(net, calibration)
+    s1 = activation_range(a1, settings.calibration, settings.percentile) / act_max
+    s2 = activation_range(a2, settings.calibration, settings.percentile) / act_max
+    x0 = calibration[:, None].astype(np.int64)
+    conv1 = _layer(net.conv1_weight, net.conv1_bias, patches(x0), INPUT_SCALE, 255, s1, settings)
+    x1 = _activation(_conv_acc(x0, conv1), conv1, act_max)
+    conv2 = _layer(net.conv2_weight, net.conv2_bias, patches(x1), s1, act_max, s2, settings)
+    x2 = _activation(_conv_acc(x1, conv2), conv2, act_max).reshape(len(x1), -1)
+    fc = _layer(net.fc_weight, net.fc_bias, x2, s2, act_max, None, settings)
+    log.info("quantized to %d-bit weights, %d-bit activations", settings.bits, act_bits)
+    return QuantNet(net.shapes, settings.bits, act_bits, (conv1, conv2, fc))
+
+
+def dequantized_net(net: QuantNet) -> dict[str, np.ndarray]:
+    """The quantized weights and biases as floats, by :class:`FloatNet`'s names."""
+    out = {}
+    shapes = net.shapes.weight_shapes()
+    for name, layer in zip(LAYERS, net.layers, strict=True):
+        w = layer.weight_codes * layer.weight_scale[:, None]
+        out[f"{name}_weight"] = w.reshape(shapes[f"{name}_weight"])
+        out[f"{name}_bias"] = layer.bias_codes * (layer.input_scale * layer.weight_scale)
+    return out

@@ -1,0 +1,97 @@
+"""Stage ``mnist_evaluate``: score fp32 and every quantized digits network on the test images.
+
+Writes ``metrics/mnist/eval/<variant>.json`` (accuracy, agreement with fp32's digits,
+parameter count and bytes, file bytes), ``metrics/mnist/compare.json`` (each quantized variant
+against fp32, from the same run), and the data of two ``dvc plots``: fp32's confusion matrix
+(``metrics/mnist/plots/confusion.csv``) and accuracy by width
+(``metrics/mnist/plots/accuracy_by_width.json``). Predictions come from
+:func:`quantpipe.mnist.evaluation.predict_digits`, the server's arithmetic. Like ``evaluate``,
+it removes the model files and ``dvc.lock`` entries of widths ``params.yaml`` no longer lists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from quantpipe import cli, paths
+from quantpipe.evaluation import matrix_items, prune_stale_models
+from quantpipe.io import write_json, write_text
+from quantpipe.lockfile import tidy_lockfile
+from quantpipe.mnist.data import load_digits
+from quantpipe.mnist.evaluation import compare, confusion_csv, predict_digits, report, width_points
+from quantpipe.mnist.modelfile import FLOAT_VARIANT, load_net, param_bytes
+from quantpipe.params import load_params
+
+log = logging.getLogger("quantpipe.mnist")
+
+
+def _body(args: argparse.Namespace) -> None:
+    params = load_params(args.params)
+    variants = [f"q{b}" for b in sorted(params.mnist.quantize.bits)]
+    stale = prune_stale_models(variants, args.quantized_dir) + [
+        f"{args.lockfile}:{name}"
+        for name in tidy_lockfile(args.lockfile, args.dvcfile, matrix_items(params))
+    ]
+    for item in stale:
+        log.info("removed %s: params.yaml no longer asks for it", item)
+    data = load_digits(args.data)
+    files = {FLOAT_VARIANT: args.model} | {v: args.quantized_dir / f"{v}.npz" for v in variants}
+    reports, reference = {}, None
+    for variant, path in files.items():
+        net = load_net(path, variant)
+        digits = predict_digits(net, data.x_test)
+        reports[variant] = report(
+            net, digits, data.y_test, reference, param_bytes(net), path.stat().st_size
+        )
+        if reference is None:
+            reference = digits
+            write_text(args.confusion_plot, confusion_csv(data.y_test, digits))
+        r = reports[variant]
+        log.info(
+            "%-5s accuracy %.4f  agreement %.4f  %d parameter bytes",
+            variant,
+            r["accuracy"],
+            r["agreement"],
+            r["param_bytes"],
+        )
+    for name, r in reports.items():
+        write_json(args.eval_dir / f"{name}.json", r)
+    write_json(args.compare_json, compare(reports))
+    write_json(args.widths_plot, width_points(reports))
+    log.info(
+        "wrote %s, %s, %s and %s",
+        args.eval_dir,
+        args.compare_json,
+        args.confusion_plot,
+        args.widths_plot,
+    )
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m stages.mnist_evaluate") -> int:
+    """Run the stage; returns the exit status."""
+    p = cli.parser(prog, __doc__.split("\n\n")[0])
+    p.add_argument("--params", type=Path, default=paths.PARAMS, help="params file")
+    p.add_argument("--data", type=Path, default=paths.MNIST_DATA, help="digits .npz")
+    p.add_argument("--model", type=Path, default=paths.MNIST_FLOAT, help="float network .npz")
+    p.add_argument(
+        "--quantized-dir", type=Path, default=paths.MNIST_QUANTIZED_DIR, help="quantized networks"
+    )
+    p.add_argument("--lockfile", type=Path, default=paths.LOCKFILE, help="DVC lock file")
+    p.add_argument("--dvcfile", type=Path, default=paths.DVCFILE, help="DVC pipeline file")
+    p.add_argument(
+        "--eval-dir", type=Path, default=paths.MNIST_EVAL_DIR, help="per-variant metrics"
+    )
+    p.add_argument("--compare-json", type=Path, default=paths.MNIST_COMPARE, help="comparison")
+    p.add_argument(
+        "--confusion-plot", type=Path, default=paths.MNIST_CONFUSION, help="dvc plots data"
+    )
+    p.add_argument("--widths-plot", type=Path, default=paths.MNIST_WIDTHS, help="dvc plots data")
+    return cli.run(_body, p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
