@@ -23,6 +23,8 @@ RUN pip install --no-cache-dir --no-deps . && rm -rf build ./*.egg-info
 COPY models/fp64.npz models/
 COPY models/quantized/ models/quantized/
 COPY models/reference.npz models/
+# The digits networks (served as mnist-fp32, mnist-q8, ...): numpy inference, no PyTorch.
+COPY models/mnist/ models/mnist/
 
 RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin quantpipe
 USER 10001

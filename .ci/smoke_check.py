@@ -115,6 +115,16 @@ def main() -> None:
         check(400 <= status < 500 and "error" in json.loads(body), f"{what} gets {status}")
     status, _, _ = call(f"{base}/v2/health/live")
     check(status == 200, "still serving after the bad requests")
+    image = {"name": "images", "datatype": "UINT8", "shape": [1, 28, 28], "data": [0] * 784}
+    for name in ("mnist-fp32", "mnist-q8", "mnist-q16"):
+        request = json.dumps({"inputs": [image]}).encode()
+        status, _, body = call(f"{base}/v2/models/{name}/infer", request)
+        outputs = json.loads(body)["outputs"] if status == 200 else []
+        check(
+            [o["name"] for o in outputs] == ["digit", "probabilities"]
+            and 0 <= outputs[0]["data"][0] <= 9,
+            f"{name} (the digits family) answers a blank image with a digit",
+        )
     status, _, body = call(f"{base}/metrics")
     text = body.decode()
     check(

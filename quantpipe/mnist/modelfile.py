@@ -1,13 +1,13 @@
 """Digits model files, as ``.npz`` with a JSON header: the float network and quantized ones.
 
 ``models/mnist/fp32.npz`` holds the six float32 parameter arrays by their
-:class:`~quantpipe.mnist.network.FloatNet` names. ``models/mnist/quantized/q{bits}.npz`` holds,
-per layer (``conv1``, ``conv2``, ``fc``): the weight codes packed at their width
+:class:`~quantpipe.mnist.network.FloatNet` names. ``models/mnist/quantized/q{bits}.npz``
+holds, per layer (``conv1``, ``conv2``, ``fc``): the weight codes packed at their width
 (``{layer}_codes``, offset by ``2**(bits-1)`` so that they are unsigned), the per-channel
-weight scales (float32), the int32 bias codes, and the fixed-point requantization multipliers
-(``{layer}_m0`` uint32, ``{layer}_shift`` uint8); the header has the activation scales and
-everything else needed to run it, and the params used. Everything loads with
-``allow_pickle=False``; described in ``docs/model-format.md``.
+weight scales (float32), the bias codes (int32; int64 above 8 bits), and the fixed-point
+requantization multipliers (``{layer}_m0`` uint32, ``{layer}_shift`` uint8). The header has
+the activation scales, everything else needed to run it, and the params used. Everything
+loads with ``allow_pickle=False``; described in ``docs/mnist.md``.
 """
 
 from __future__ import annotations
@@ -52,6 +52,10 @@ def _header(variant: str, kind: str, shapes: LayerShapes, params: dict[str, Any]
     }
 
 
+def _bias_dtype(bits: int) -> str:
+    return "<i4" if bits <= 8 else "<i8"
+
+
 def float_net_arrays(net: FloatNet, params: dict[str, Any]) -> dict[str, np.ndarray]:
     """The members of ``fp32.npz``; ``params`` (as in ``params.yaml``) go in the header."""
     arrays = {"header": header_array(_header(FLOAT_VARIANT, "float", net.shapes, params))}
@@ -75,7 +79,7 @@ def quant_net_arrays(net: QuantNet, params: dict[str, Any]) -> dict[str, np.ndar
     for name, layer in zip(LAYERS, net.layers, strict=True):
         arrays[f"{name}_codes"] = pack_codes(layer.weight_codes.reshape(-1) + offset, net.bits)
         arrays[f"{name}_scale"] = layer.weight_scale.astype("<f4")
-        arrays[f"{name}_bias"] = layer.bias_codes.astype("<i4")
+        arrays[f"{name}_bias"] = layer.bias_codes.astype(_bias_dtype(net.bits))
         arrays[f"{name}_m0"] = layer.m0.astype("<u4")
         arrays[f"{name}_shift"] = layer.shift.astype("u1")
     return arrays
@@ -142,7 +146,7 @@ def _quant_layer(
     )
     per = {
         f: member(arrays, f"{name}_{f}", d, (c_out,), path)
-        for f, d in zip(_PER_CHANNEL, ("<f4", "<i4", "<u4", "u1"), strict=True)
+        for f, d in zip(_PER_CHANNEL, ("<f4", _bias_dtype(bits), "<u4", "u1"), strict=True)
     }
     expect(
         bool(np.all((per["shift"] >= 1) & (per["shift"] <= 62))),
@@ -235,5 +239,6 @@ def param_bytes(net: FloatNet | QuantNet) -> int:
     total = 0
     for layer in net.layers:
         c_out, k = layer.weight_codes.shape
-        total += -(-c_out * k * net.bits // 8) + c_out * (4 + 4 + 4 + 1) + 2 * 8
+        bias = np.dtype(_bias_dtype(net.bits)).itemsize
+        total += -(-c_out * k * net.bits // 8) + c_out * (4 + bias + 4 + 1) + 2 * 8
     return total

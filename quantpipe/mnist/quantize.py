@@ -5,7 +5,8 @@ Weights: per output channel, symmetric, ``bits`` wide (2 to 16): codes in
 Activations: static, calibrated on training images: unsigned codes (every activation follows
 a ReLU, so the zero point is 0), 8 bits wide for weights of up to 8 bits, else 16, one scale
 per tensor; the input is the image's own uint8 pixels (scale 1/255, exactly the float
-network's input). Biases: int32 codes at the scale of their accumulator.
+network's input). Biases: int32 codes at the scale of their accumulator (int64 above 8 bits,
+where that scale is too fine for 32).
 
 Inference (:func:`integer_logits`) is integer arithmetic only: exact integer products and
 sums (:func:`~quantpipe.mnist.kernels.int_matmul`), max pooling on the accumulators, and a
@@ -51,6 +52,14 @@ INT32_MAX = 2**31 - 1
 LAYERS = ("conv1", "conv2", "fc")
 
 log = logging.getLogger("quantpipe.mnist")
+
+
+def bias_max(bits: int) -> int:
+    """The largest bias code: int32's for weights of up to 8 bits.
+
+    Above, the accumulators' scale is too fine for 32 bits: int64, with headroom.
+    """
+    return INT32_MAX if bits <= 8 else 2**52
 
 
 def activation_bits(bits: int) -> int:
@@ -321,7 +330,8 @@ def _layer(
     acc_scale = x_scale * scales
     if out_scale is None:
         out_scale = float(acc_scale.min())
-    bias_codes = np.clip(np.rint(bias / acc_scale), -INT32_MAX, INT32_MAX).astype(np.int64)
+    top = bias_max(settings.bits)
+    bias_codes = np.clip(np.rint(bias / acc_scale), -top, top).astype(np.int64)
     bound = int((np.abs(codes.astype(np.int64)).sum(axis=1) * x_max + np.abs(bias_codes)).max())
     m0, shift = fixed_point(acc_scale / out_scale, bound)
     return QuantLayer(codes, scales, bias_codes, m0, shift, x_scale, out_scale, x_max)

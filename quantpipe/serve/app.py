@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +38,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from quantpipe import __version__
 from quantpipe.drift import Reference, load_reference
 from quantpipe.errors import InputError, RequestError, cut, show
+from quantpipe.mnist.evaluation import DigitsNet
+from quantpipe.mnist.evaluation import predict as predict_digits
+from quantpipe.mnist.modelfile import INPUT as DIGITS_INPUT
+from quantpipe.mnist.modelfile import OUTPUTS as DIGITS_OUTPUTS
+from quantpipe.mnist.modelfile import param_bytes
+from quantpipe.mnist.quantize import QuantNet
 from quantpipe.registry import ModelRegistry
 from quantpipe.serve.bodies import Budget, read_body
+from quantpipe.serve.digits import PLATFORM as DIGITS_PLATFORM
+from quantpipe.serve.digits import digits_response, parse_digits_request
 from quantpipe.serve.protocol import (
     EXTENSIONS,
     HEADER_LENGTH,
@@ -73,6 +82,8 @@ class Server:
     """What the handlers of one app share (its ``state.server``)."""
 
     registry: ModelRegistry
+    #: The digits networks, by name (``mnist-fp32``, ``mnist-q8``, ...).
+    digits: Mapping[str, DigitsNet]
     metrics: Metrics
     drift: DriftWindow | None
     max_body_bytes: int
@@ -105,11 +116,10 @@ def _resolve(request: Request, endpoint: str) -> str:
     server = _server(request)
     name = request.path_params["name"]
     version = request.path_params.get("version")
-    if name not in server.registry:
+    if name not in server.registry and name not in server.digits:
         server.metrics.count(name, endpoint, 404)
-        raise RequestError(
-            404, f"unknown model {show(name)}; available: {', '.join(server.registry)}"
-        )
+        available = ", ".join([*server.registry, *server.digits])
+        raise RequestError(404, f"unknown model {show(name)}; available: {available}")
     if version is not None and version != MODEL_VERSION:
         server.metrics.count(name, endpoint, 404)
         raise RequestError(
@@ -137,8 +147,10 @@ async def model_metadata(request: Request) -> Response:
     """``GET /v2/models/{name}``: the model's input, output and what it is."""
     server = _server(request)
     name = _resolve(request, "metadata")
-    model = server.registry.get(name)
     server.metrics.count(name, "metadata", 200)
+    if name in server.digits:
+        return _json(_digits_metadata(name, server.digits[name]))
+    model = server.registry.get(name)
     return _json(
         {
             "name": name,
@@ -156,6 +168,23 @@ async def model_metadata(request: Request) -> Response:
     )
 
 
+def _digits_metadata(name: str, net: DigitsNet) -> dict[str, Any]:
+    quantized = isinstance(net, QuantNet)
+    return {
+        "name": name,
+        "versions": [MODEL_VERSION],
+        "platform": DIGITS_PLATFORM,
+        "inputs": [DIGITS_INPUT],
+        "outputs": DIGITS_OUTPUTS,
+        "parameters": {
+            "kind": "quantized" if quantized else "float",
+            "bits": net.bits if isinstance(net, QuantNet) else 32,
+            "param_count": net.shapes.param_count,
+            "param_bytes": param_bytes(net),
+        },
+    }
+
+
 async def model_ready(request: Request) -> Response:
     """``GET /v2/models/{name}/ready``."""
     name = _resolve(request, "ready")
@@ -166,6 +195,13 @@ async def model_ready(request: Request) -> Response:
 def _answer(server: Server, name: str, body: bytes, header_length: str | None) -> Response:
     """Parse, predict and format: the work of an infer request once its body is read."""
     start = time.perf_counter()
+    if name in server.digits:
+        request = parse_digits_request(body, header_length)
+        digits, probabilities = predict_digits(server.digits[name], request.images)
+        content, headers = digits_response(name, request, digits, probabilities)
+        server.metrics.latency.labels(name).observe(time.perf_counter() - start)
+        server.metrics.rows.labels(name).inc(len(digits))
+        return Response(content, headers=headers)
     parsed = parse_infer_request(body, header_length, server.n_features)
     try:
         predictions = server.registry.get(name).predict(parsed.X)
@@ -305,6 +341,7 @@ def create_app(
     max_json_bytes: int = DEFAULT_MAX_JSON_BYTES,
     shared_dir: Path | None = None,
     max_held_bytes: int = DEFAULT_MAX_HELD_BYTES,
+    digits: Mapping[str, DigitsNet] | None = None,
 ) -> Starlette:
     """The ASGI application serving every model of ``registry``.
 
@@ -326,6 +363,8 @@ def create_app(
         kept and scored for drift at ``/metrics``.
     drift_window : int
         Rows kept for drift scoring; 0 turns it off.
+    digits : mapping of str to FloatNet or QuantNet, optional
+        The digits networks to serve beside ``registry``'s models, by name.
     """
     drift = None
     if reference is not None and drift_window:
@@ -340,9 +379,12 @@ def create_app(
         middleware=[Middleware(CatchAll)],
     )
     app.router.redirect_slashes = False  # a redirect would go to whatever Host was sent
-    metrics = Metrics(list(registry), drift)
+    digits = dict(digits or {})
+    metrics = Metrics([*registry, *digits], drift)
     budget = Budget(max_held_bytes)
-    app.state.server = Server(registry, metrics, drift, max_body_bytes, max_json_bytes, budget)
+    app.state.server = Server(
+        registry, digits, metrics, drift, max_body_bytes, max_json_bytes, budget
+    )
     return app
 
 

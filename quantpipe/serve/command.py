@@ -27,6 +27,7 @@ from typing import Any
 
 from quantpipe import cli
 from quantpipe.errors import QuantpipeError
+from quantpipe.mnist.registry import load_digits_models
 from quantpipe.registry import ModelRegistry
 from quantpipe.serve.app import (
     DEFAULT_DRIFT_WINDOW,
@@ -157,11 +158,12 @@ def _body(args: argparse.Namespace) -> None:
 
     _check(args)
     registry = ModelRegistry.from_directory(args.models_dir)  # fail here, in one line
+    digits = load_digits_models(args.models_dir / "mnist")
     reference = load_drift_reference(args.models_dir) if args.drift_window else None
     _check_port(args.host, args.port)
     log.info(
         "serving %s on http://%s:%d with %d worker(s) (Open Inference Protocol v2)",
-        ", ".join(registry),
+        ", ".join([*registry, *digits]),
         args.host,
         args.port,
         args.workers,
@@ -177,6 +179,7 @@ def _body(args: argparse.Namespace) -> None:
         args.drift_window,
         args.max_json_bytes,
         max_held_bytes=args.max_held_bytes,
+        digits=digits,
     )
     uvicorn.run(app, **options)
 

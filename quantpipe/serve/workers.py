@@ -12,6 +12,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 
+from quantpipe.mnist.registry import load_digits_models
 from quantpipe.registry import ModelRegistry
 from quantpipe.serve.app import (
     DEFAULT_DRIFT_WINDOW,
@@ -59,4 +60,5 @@ def app_from_environment() -> Starlette:
         int(os.environ.get(ENV_MAX_JSON, DEFAULT_MAX_JSON_BYTES)),
         Path(os.environ[ENV_PROMETHEUS_DIR]) if os.environ.get(ENV_PROMETHEUS_DIR) else None,
         int(os.environ.get(ENV_MAX_HELD, DEFAULT_MAX_HELD_BYTES)),
+        load_digits_models(models_dir / "mnist"),
     )
