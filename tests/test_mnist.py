@@ -16,10 +16,11 @@ from hypothesis import strategies as st
 from quantpipe.errors import DataError, ModelFileError, RequestError
 from quantpipe.mnist.data import IMAGE_MAGIC, LABEL_MAGIC, parse_idx
 from quantpipe.mnist.evaluation import predict, predict_digits
-from quantpipe.mnist.kernels import fixed_point, int_matmul, requantize
+from quantpipe.mnist.kernels import fixed_point, int_matmul, patch_order, patches, requantize
 from quantpipe.mnist.modelfile import load_net, save_float_net, save_quant_net
 from quantpipe.mnist.network import FloatNet, conv3x3, float_logits, layer_shapes, relu_pool
-from quantpipe.mnist.quantize import QuantSettings, integer_logits, quantize_network
+from quantpipe.mnist.qnet import integer_logits
+from quantpipe.mnist.quantize import QuantSettings, quantize_network
 from quantpipe.mnist.registry import load_digits_models
 from quantpipe.mnist.source import FILES, fetch_digits, gz_content
 from quantpipe.registry import ModelRegistry
@@ -103,8 +104,29 @@ def test_int_matmul_is_exact_on_both_paths(seed, bits):
     a = rng.integers(-(2**bits), 2**bits, (5, 7))
     b = rng.integers(-(2**bits), 2**bits, (7, 3))
     exact = a.astype(object) @ b.astype(object)
-    assert (int_matmul(a, b, 2**40) == exact).all()  # float64 path
-    assert (int_matmul(a, b, 2**60) == exact).all()  # int64 path
+    bound = 7 * 2 ** (2 * bits)
+    if bound < 2**24:
+        assert int_matmul(a, b, bound).dtype == np.float32
+        assert (int_matmul(a, b, bound) == exact).all()
+    assert int_matmul(a, b, 2**40).dtype == np.float64
+    assert (int_matmul(a, b, 2**40) == exact).all()
+    assert int_matmul(a, b, 2**60).dtype == np.int64
+    assert (int_matmul(a, b, 2**60) == exact).all()
+
+
+def test_a_convolution_as_a_product_of_patches_is_the_direct_sum():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (2, 6, 5, 3))  # channels last
+    w = rng.integers(-127, 128, (4, 3, 3, 3))  # (c_out, c_in, 3, 3), as stored
+    order = patch_order(3)
+    weights = np.empty((27, 4), dtype=np.int64)
+    weights[order] = w.reshape(4, -1).T
+    got = (patches(x) @ weights).reshape(2, 4, 3, 4)
+    direct = np.zeros((2, 4, 3, 4), dtype=np.int64)
+    for i in range(3):
+        for j in range(3):
+            direct += np.einsum("nhwc,oc->nhwo", x[:, i : i + 4, j : j + 3], w[:, :, i, j])
+    assert (got == direct).all()
 
 
 def test_requantize_rounds_half_up_by_integers_only():

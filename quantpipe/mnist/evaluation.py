@@ -14,7 +14,7 @@ import numpy as np
 
 from quantpipe.mnist.data import N_CLASSES
 from quantpipe.mnist.network import FloatNet, float_logits
-from quantpipe.mnist.quantize import QuantNet, integer_logits
+from quantpipe.mnist.qnet import QuantNet, integer_logits
 
 DigitsNet = FloatNet | QuantNet
 #: Digits of the rounded figures in the metrics files.

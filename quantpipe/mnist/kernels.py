@@ -1,11 +1,12 @@
 """Exact integer kernels for the quantized network: the same bits on every machine.
 
-Every sum the quantized network computes is a sum of products of integers. A float64 holds
-every integer below 2**53 exactly, so when the largest possible partial sum is below that,
-a BLAS ``float64`` matrix product of integer-valued arrays is *exact*, in whatever order or
-with whatever fused multiply-adds the CPU's kernel adds the terms: :func:`int_matmul` uses
-it (fast), and falls back to numpy's int64 product (exact, slower) beyond the bound.
-:func:`requantize` rescales by a fixed-point multiplier in int64, with no float at all.
+Every sum the quantized network computes is a sum of products of integers. A float32 holds
+every integer below 2**24 exactly, a float64 every one below 2**53, so when the largest
+possible partial sum is below that, a BLAS matrix product of integer-valued arrays is
+*exact*, in whatever order or with whatever fused multiply-adds the CPU's kernel adds the
+terms: :func:`int_matmul` uses float32 (fastest) or float64 when it can, and numpy's int64
+product (exact, slower) beyond. :func:`requantize` rescales by a fixed-point multiplier in
+int64, with no float at all.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import numpy as np
 
 #: Partial sums below this are exact in float64.
 EXACT_FLOAT = 2**53
+#: Partial sums below this are exact in float32.
+EXACT_FLOAT32 = 2**24
 #: Bits of a fixed-point multiplier at most (int64 products need headroom above them).
 MULTIPLIER_BITS = 31
 
@@ -30,10 +33,13 @@ def int_matmul(a: np.ndarray, b: np.ndarray, bound: int) -> np.ndarray:
 
     Returns
     -------
-    ndarray of shape (n, m), int64
+    ndarray of shape (n, m)
+        Integer values: float32 or float64 when exact, else int64.
     """
+    if bound < EXACT_FLOAT32:
+        return a.astype(np.float32, copy=False) @ b.astype(np.float32, copy=False)
     if bound < EXACT_FLOAT:
-        return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+        return a.astype(np.float64, copy=False) @ b.astype(np.float64, copy=False)
     return a.astype(np.int64) @ b.astype(np.int64)
 
 
@@ -91,17 +97,31 @@ def requantize(acc: np.ndarray, m0: np.ndarray, shift: np.ndarray, axis: int) ->
 
 
 def patches(x: np.ndarray) -> np.ndarray:
-    """The 3x3 patches of a batch, one row per output pixel, for a convolution as a product.
+    """The 3x3 patches of a channels-last batch, one row per output pixel.
+
+    Nine shifted copies side by side (each a run of ``c`` contiguous values per pixel).
 
     Parameters
     ----------
-    x : ndarray of shape (n, c, h, w)
+    x : ndarray of shape (n, h, w, c)
 
     Returns
     -------
-    ndarray of shape (n * (h - 2) * (w - 2), c * 9)
-        Columns in the order of a ``(c_out, c, 3, 3)`` weight reshaped to ``(c_out, c * 9)``.
+    ndarray of shape (n * (h - 2) * (w - 2), 9 * c)
+        Columns in the order (kernel row, kernel column, channel): a ``(c_out, c, 3, 3)``
+        weight matches them as ``weight.transpose(2, 3, 1, 0).reshape(9 * c, c_out)``
+        (:func:`patch_order`).
     """
-    n, c, h, w = x.shape
-    windows = np.lib.stride_tricks.sliding_window_view(x, (3, 3), axis=(2, 3))
-    return windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * (h - 2) * (w - 2), c * 9)
+    n, h, w, c = x.shape
+    shifted = [x[:, i : i + h - 2, j : j + w - 2] for i in range(3) for j in range(3)]
+    return np.concatenate(shifted, axis=-1).reshape(n * (h - 2) * (w - 2), 9 * c)
+
+
+def patch_order(c: int) -> np.ndarray:
+    """Where each weight column goes among the columns of :func:`patches`.
+
+    Entry ``f`` is the column of :func:`patches` (row, column, channel) that column ``f`` of
+    ``weight.reshape(c_out, c * 9)`` (channel, row, column) multiplies.
+    """
+    channel, tap = np.divmod(np.arange(9 * c), 9)
+    return tap * c + channel

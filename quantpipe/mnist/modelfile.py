@@ -20,7 +20,7 @@ import numpy as np
 from quantpipe.errors import ModelFileError
 from quantpipe.io import load_npz, save_npz
 from quantpipe.mnist.network import FloatNet, LayerShapes, layer_shapes
-from quantpipe.mnist.quantize import LAYERS, QuantLayer, QuantNet, activation_bits
+from quantpipe.mnist.qnet import LAYERS, QuantLayer, QuantNet, activation_bits
 from quantpipe.npzformat import expect, header_array, int_field, member, read_header
 from quantpipe.quant.codes import MAX_BITS, MIN_BITS, pack_codes, unpack_codes
 
@@ -169,7 +169,9 @@ def _quant_layer(
         input_max=in_max,
     )
     expect(
-        layer.acc_bound.bit_length() + int(layer.m0.max()).bit_length() <= 62,
+        (layer.acc_bound + int(np.abs(layer.bias_codes).max())).bit_length()
+        + int(layer.m0.max()).bit_length()
+        <= 62,
         path,
         f"layer {name} could overflow int64",
     )

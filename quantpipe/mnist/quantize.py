@@ -1,18 +1,8 @@
-"""Post-training quantization of the digits network, and its integer-only inference.
+"""Post-training quantization of the digits network (:mod:`quantpipe.mnist.qnet` runs it).
 
-Weights: per output channel, symmetric, ``bits`` wide (2 to 16): codes in
-``[-(2**(bits-1) - 1), 2**(bits-1) - 1]``, one scale per channel, no zero point.
-Activations: static, calibrated on training images: unsigned codes (every activation follows
-a ReLU, so the zero point is 0), 8 bits wide for weights of up to 8 bits, else 16, one scale
-per tensor; the input is the image's own uint8 pixels (scale 1/255, exactly the float
-network's input). Biases: int32 codes at the scale of their accumulator (int64 above 8 bits,
-where that scale is too fine for 32).
-
-Inference (:func:`integer_logits`) is integer arithmetic only: exact integer products and
-sums (:func:`~quantpipe.mnist.kernels.int_matmul`), max pooling on the accumulators, and a
-fixed-point requantization per channel (:func:`~quantpipe.mnist.kernels.requantize`), the
-ReLU being its clamp at 0. The logits come out as integers at one common scale, so the
-predicted digit is their argmax; only the class probabilities use floats.
+Weights per output channel, symmetric, at any width from 2 to 16 bits; activations static,
+calibrated on training images; see :mod:`quantpipe.mnist.qnet` for the format and its
+integer-only inference.
 
 With ``rounding="data-aware"`` each output channel's clipping range is chosen, from a grid,
 to minimise the layer's output error on the calibration images, then each weight is
@@ -29,17 +19,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from quantpipe.exact import dot
-from quantpipe.mnist.kernels import EXACT_FLOAT, fixed_point, int_matmul, patches, requantize
-from quantpipe.mnist.network import (
-    BLOCK,
-    FloatNet,
-    LayerShapes,
-    conv3x3,
-    pixels_to_float,
-    relu_pool,
+from quantpipe.mnist.kernels import EXACT_FLOAT, fixed_point, patch_order, patches
+from quantpipe.mnist.network import FloatNet, conv3x3, pixels_to_float, relu_pool
+from quantpipe.mnist.qnet import (
+    QuantLayer,
+    QuantNet,
+    activation_bits,
+    bias_max,
+    conv_codes,
 )
 from quantpipe.numerics import row_dot
-from quantpipe.quant.codes import check_bits
 
 ROUNDINGS = ("nearest", "data-aware")
 CALIBRATIONS = ("minmax", "percentile")
@@ -48,24 +37,8 @@ CLIP_GRID = tuple(round(1.0 - 0.025 * i, 3) for i in range(17))  # 1.0 down to 0
 #: Coordinate-descent sweeps over a channel's weights (data-aware rounding).
 SWEEPS = 2
 INPUT_SCALE = 1.0 / 255.0
-INT32_MAX = 2**31 - 1
-LAYERS = ("conv1", "conv2", "fc")
 
 log = logging.getLogger("quantpipe.mnist")
-
-
-def bias_max(bits: int) -> int:
-    """The largest bias code: int32's for weights of up to 8 bits.
-
-    Above, the accumulators' scale is too fine for 32 bits: int64, with headroom.
-    """
-    return INT32_MAX if bits <= 8 else 2**52
-
-
-def activation_bits(bits: int) -> int:
-    """The activation width that goes with ``bits``-wide weights: 8 up to 8 bits, else 16."""
-    check_bits(bits)
-    return 8 if bits <= 8 else 16
 
 
 @dataclass(frozen=True)
@@ -89,108 +62,6 @@ class QuantSettings:
     bias_correction: bool
     calibration: str
     percentile: float
-
-
-@dataclass(frozen=True)
-class QuantLayer:
-    """One quantized layer.
-
-    Attributes
-    ----------
-    weight_codes : ndarray of shape (c_out, k), int32
-        Symmetric codes; ``k`` is ``c_in * 9`` for a convolution (the order of
-        ``weight.reshape(c_out, -1)``).
-    weight_scale : ndarray of shape (c_out,), float64
-        A weight is ``weight_scale[c] * code``.
-    bias_codes : ndarray of shape (c_out,), int64
-        int32 values at the accumulator's scale, ``input_scale * weight_scale[c]``.
-    m0, shift : ndarray of shape (c_out,), int64
-        The fixed-point multiplier from the accumulator to the output's codes.
-    input_scale, output_scale : float
-    input_max : int
-        The largest input code.
-    """
-
-    weight_codes: np.ndarray
-    weight_scale: np.ndarray
-    bias_codes: np.ndarray
-    m0: np.ndarray
-    shift: np.ndarray
-    input_scale: float
-    output_scale: float
-    input_max: int
-
-    @property
-    def acc_bound(self) -> int:
-        """The largest ``|accumulator|`` any input can give."""
-        weights = np.abs(self.weight_codes.astype(np.int64)).sum(axis=1) * self.input_max
-        return int((weights + np.abs(self.bias_codes)).max())
-
-
-@dataclass(frozen=True)
-class QuantNet:
-    """The quantized network: three layers, and what they were made from.
-
-    Attributes
-    ----------
-    shapes : LayerShapes
-    bits : int
-        Weight width.
-    act_bits : int
-        Activation width (:func:`activation_bits`).
-    layers : tuple of QuantLayer
-        conv1, conv2 and fc; fc's outputs are logits at ``layers[2].output_scale``.
-    """
-
-    shapes: LayerShapes
-    bits: int
-    act_bits: int
-    layers: tuple[QuantLayer, QuantLayer, QuantLayer]
-
-
-# -- inference -------------------------------------------------------------------------------
-
-
-def _conv_acc(x: np.ndarray, layer: QuantLayer) -> np.ndarray:
-    n, _, h, w = x.shape
-    acc = int_matmul(patches(x), layer.weight_codes.T, layer.acc_bound) + layer.bias_codes
-    return acc.reshape(n, h - 2, w - 2, -1).transpose(0, 3, 1, 2)
-
-
-def _pool(acc: np.ndarray) -> np.ndarray:
-    n, c, h, w = acc.shape
-    acc = acc[:, :, : h // 2 * 2, : w // 2 * 2].reshape(n, c, h // 2, 2, w // 2, 2)
-    return acc.max(axis=(3, 5))
-
-
-def _activation(acc: np.ndarray, layer: QuantLayer, act_max: int) -> np.ndarray:
-    """Pool the accumulators, requantize, and clamp to the codes (the ReLU is the clamp)."""
-    return np.clip(requantize(_pool(acc), layer.m0, layer.shift, axis=1), 0, act_max)
-
-
-def integer_logits(net: QuantNet, images: np.ndarray) -> np.ndarray:
-    """The quantized network's logits, by integer arithmetic only.
-
-    Parameters
-    ----------
-    net : QuantNet
-    images : ndarray of shape (n, 28, 28), uint8
-
-    Returns
-    -------
-    ndarray of shape (n, 10), int64
-        Logits in units of ``net.layers[2].output_scale``.
-    """
-    act_max = 2**net.act_bits - 1
-    conv1, conv2, fc = net.layers
-    out = np.empty((len(images), fc.weight_codes.shape[0]), dtype=np.int64)
-    for start in range(0, len(images), BLOCK):
-        x = images[start : start + BLOCK, None].astype(np.int64)
-        x = _activation(_conv_acc(x, conv1), conv1, act_max)
-        x = _activation(_conv_acc(x, conv2), conv2, act_max)
-        acc = int_matmul(x.reshape(len(x), -1), fc.weight_codes.T, fc.acc_bound) + fc.bias_codes
-        out[start : start + BLOCK] = requantize(acc, fc.m0, fc.shift, axis=1)
-    return out
 
 
 # -- calibration -----------------------------------------------------------------------------
@@ -314,6 +185,7 @@ def _layer(
     x_max: int,
     out_scale: float | None,
     settings: QuantSettings,
+    conv: bool = True,
 ) -> QuantLayer:
     """Quantize one layer for integer inputs ``x`` (rows of codes) at ``x_scale``.
 
@@ -321,6 +193,9 @@ def _layer(
     """
     w = w.reshape(len(w), -1).astype(np.float64)
     gram, means = _gram(x, x_max)
+    if conv:  # the patches' columns, put in the weight's order
+        order = patch_order(w.shape[1] // 9)
+        gram, means = gram[np.ix_(order, order)], means[order]
     codes, scales = quantize_weights(w, gram, settings.bits, settings.rounding)
     bias = b.astype(np.float64)
     if settings.bias_correction:
@@ -358,22 +233,11 @@ def quantize_network(net: FloatNet, calibration: np.ndarray, settings: QuantSett
     a1, a2 = float_activations(net, calibration)
     s1 = activation_range(a1, settings.calibration, settings.percentile) / act_max
     s2 = activation_range(a2, settings.calibration, settings.percentile) / act_max
-    x0 = calibration[:, None].astype(np.int64)
+    x0 = calibration[:, :, :, None].astype(np.float32)
     conv1 = _layer(net.conv1_weight, net.conv1_bias, patches(x0), INPUT_SCALE, 255, s1, settings)
-    x1 = _activation(_conv_acc(x0, conv1), conv1, act_max)
+    x1 = conv_codes(x0, conv1, act_max)
     conv2 = _layer(net.conv2_weight, net.conv2_bias, patches(x1), s1, act_max, s2, settings)
-    x2 = _activation(_conv_acc(x1, conv2), conv2, act_max).reshape(len(x1), -1)
-    fc = _layer(net.fc_weight, net.fc_bias, x2, s2, act_max, None, settings)
+    x2 = conv_codes(x1, conv2, act_max).transpose(0, 3, 1, 2).reshape(len(x1), -1)
+    fc = _layer(net.fc_weight, net.fc_bias, x2, s2, act_max, None, settings, conv=False)
     log.info("quantized to %d-bit weights, %d-bit activations", settings.bits, act_bits)
     return QuantNet(net.shapes, settings.bits, act_bits, (conv1, conv2, fc))
-
-
-def dequantized_net(net: QuantNet) -> dict[str, np.ndarray]:
-    """The quantized weights and biases as floats, by :class:`FloatNet`'s names."""
-    out = {}
-    shapes = net.shapes.weight_shapes()
-    for name, layer in zip(LAYERS, net.layers, strict=True):
-        w = layer.weight_codes * layer.weight_scale[:, None]
-        out[f"{name}_weight"] = w.reshape(shapes[f"{name}_weight"])
-        out[f"{name}_bias"] = layer.bias_codes * (layer.input_scale * layer.weight_scale)
-    return out

@@ -43,7 +43,7 @@ from quantpipe.mnist.evaluation import predict as predict_digits
 from quantpipe.mnist.modelfile import INPUT as DIGITS_INPUT
 from quantpipe.mnist.modelfile import OUTPUTS as DIGITS_OUTPUTS
 from quantpipe.mnist.modelfile import param_bytes
-from quantpipe.mnist.quantize import QuantNet
+from quantpipe.mnist.qnet import QuantNet
 from quantpipe.registry import ModelRegistry
 from quantpipe.serve.bodies import Budget, read_body
 from quantpipe.serve.digits import PLATFORM as DIGITS_PLATFORM
