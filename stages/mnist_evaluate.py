@@ -2,9 +2,9 @@
 
 Writes ``metrics/mnist/eval/<variant>.json`` (accuracy, agreement with fp32's digits,
 parameter count and bytes, file bytes), ``metrics/mnist/compare.json`` (each quantized variant
-against fp32, from the same run), and the data of two ``dvc plots``: fp32's confusion matrix
-(``metrics/mnist/plots/confusion.csv``) and accuracy by width
-(``metrics/mnist/plots/accuracy_by_width.json``). Predictions come from
+against fp32, from the same run) and its table ``metrics/mnist/compare.md``, and the data of
+two ``dvc plots``: fp32's confusion matrix (``metrics/mnist/plots/confusion.csv``) and
+accuracy by width (``metrics/mnist/plots/accuracy_by_width.json``). Predictions come from
 :func:`quantpipe.mnist.evaluation.predict_digits`, the server's arithmetic. Like ``evaluate``,
 it removes the model files and ``dvc.lock`` entries of widths ``params.yaml`` no longer lists.
 """
@@ -22,7 +22,14 @@ from quantpipe.evaluation import matrix_items, prune_stale_models
 from quantpipe.io import write_json, write_text
 from quantpipe.lockfile import tidy_lockfile
 from quantpipe.mnist.data import load_digits
-from quantpipe.mnist.evaluation import compare, confusion_csv, predict_digits, report, width_points
+from quantpipe.mnist.evaluation import (
+    compare,
+    confusion_csv,
+    markdown_table,
+    predict_digits,
+    report,
+    width_points,
+)
 from quantpipe.mnist.modelfile import FLOAT_VARIANT, load_net, param_bytes
 from quantpipe.params import load_params
 
@@ -61,11 +68,13 @@ def _body(args: argparse.Namespace) -> None:
     for name, r in reports.items():
         write_json(args.eval_dir / f"{name}.json", r)
     write_json(args.compare_json, compare(reports))
+    write_text(args.compare_md, markdown_table(reports))
     write_json(args.widths_plot, width_points(reports))
     log.info(
-        "wrote %s, %s, %s and %s",
+        "wrote %s, %s, %s, %s and %s",
         args.eval_dir,
         args.compare_json,
+        args.compare_md,
         args.confusion_plot,
         args.widths_plot,
     )
@@ -86,6 +95,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m stages.mnist_
         "--eval-dir", type=Path, default=paths.MNIST_EVAL_DIR, help="per-variant metrics"
     )
     p.add_argument("--compare-json", type=Path, default=paths.MNIST_COMPARE, help="comparison")
+    p.add_argument("--compare-md", type=Path, default=paths.MNIST_COMPARE_MD, help="markdown table")
     p.add_argument(
         "--confusion-plot", type=Path, default=paths.MNIST_CONFUSION, help="dvc plots data"
     )

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from quantpipe.errors import DataError, ModelFileError, RequestError
 from quantpipe.mnist.data import IMAGE_MAGIC, LABEL_MAGIC, parse_idx
-from quantpipe.mnist.evaluation import predict, predict_digits
+from quantpipe.mnist.evaluation import markdown_table, predict, predict_digits
 from quantpipe.mnist.kernels import fixed_point, int_matmul, patch_order, patches, requantize
 from quantpipe.mnist.modelfile import load_net, save_float_net, save_quant_net
 from quantpipe.mnist.network import FloatNet, conv3x3, float_logits, layer_shapes, relu_pool
@@ -170,6 +170,33 @@ def test_data_aware_rounding_beats_nearest_at_4_bits():
     assert error("data-aware") < error("nearest")
 
 
+@pytest.mark.parametrize("seed", [4, 5, 6])
+def test_16_bit_files_at_the_int64_limit_load(tmp_path, seed):
+    """The loader's overflow check is the quantizer's own bound, channel by channel."""
+    q = quantize_network(
+        tiny_net(seed), images(32), QuantSettings(16, "nearest", False, "minmax", 100.0)
+    )
+    save_quant_net(tmp_path / "q16.npz", q, {})
+    test = images(20, seed=7)
+    assert (
+        integer_logits(load_net(tmp_path / "q16.npz", "q16"), test) == integer_logits(q, test)
+    ).all()
+
+
+def test_calibration_in_blocks_gives_the_same_model(monkeypatch):
+    """The Gram matrices are exact sums: how the images are split into blocks changes no bit."""
+    net, calibration = tiny_net(), images(40)
+    settings = QuantSettings(4, "data-aware", True, "percentile", 99.0)
+    whole = quantize_network(net, calibration, settings)
+    monkeypatch.setattr("quantpipe.mnist.quantize.BLOCK", 7)
+    blocked = quantize_network(net, calibration, settings)
+    for a, b in zip(whole.layers, blocked.layers, strict=True):
+        assert (a.weight_codes == b.weight_codes).all()
+        assert (a.bias_codes == b.bias_codes).all()
+        assert (a.m0 == b.m0).all()
+        assert a.output_scale == b.output_scale
+
+
 def test_model_files_round_trip_and_refuse_another_name(tmp_path):
     net = tiny_net()
     q = quantize_network(net, images(32), QuantSettings(4, "nearest", True, "percentile", 99.0))
@@ -221,6 +248,7 @@ def test_both_families_are_served_under_their_own_names(served):
             {"name": "images", "datatype": "UINT8", "shape": [3, 28, 28], "data": x.tolist()}
         ]
     }
+    assert len(json.dumps(body)) > 8 * 1024  # answered off the event loop
     for name in ("mnist-fp32", "mnist-q8"):
         status, answer = _infer(client, name, body)
         assert status == 200
@@ -236,6 +264,7 @@ def test_both_families_are_served_under_their_own_names(served):
         ({"shape": [1, 28, 27]}, r"shape \[1, 28, 27\] is not allowed; use \[n, 28, 28\]"),
         ({"data": [256] * 784}, "a pixel is outside 0-255"),
         ({"data": [True] + [0] * 783}, "must hold integers 0-255 only"),
+        ({"data": [[[0] * 27 + [False]] + [[0] * 28] * 27]}, "must hold integers 0-255 only"),
         ({"data": [0.5] * 784}, "must hold integers 0-255 only"),
         ({"data": [0] * 783}, r"'data' has shape \[783\]"),
         ({"name": "input-0"}, "input 'input-0' is unknown; this model takes 'images'"),
@@ -274,6 +303,28 @@ y = rng.integers(0, 10, 256).astype(np.uint8)
 net = train_network(x, y, TrainSettings(0, (4, 8), 1, 32, 0.01))
 print(hashlib.sha256(b"".join(a.tobytes() for a in net.arrays().values())).hexdigest())
 """
+
+
+PIN_AFTER_IMPORT = """
+import torch
+from quantpipe.mnist.training import TorchPinError, pin_torch
+try:
+    pin_torch()
+except TorchPinError as exc:
+    print(exc)
+"""
+PIN_TWICE = """
+from quantpipe.mnist.training import pin_torch
+print(pin_torch() is pin_torch(), pin_torch().backends.cpu.get_cpu_capability())
+"""
+
+
+@pytest.mark.slow
+def test_pinning_refuses_a_torch_imported_before_it_and_is_idempotent():
+    assert _python(PIN_AFTER_IMPORT) == (
+        "torch was imported before pin_torch(): its kernels are already chosen"
+    )
+    assert _python(PIN_TWICE, {"ATEN_CPU_CAPABILITY": "avx2"}) == "True DEFAULT"
 
 
 @pytest.mark.slow
@@ -325,3 +376,11 @@ def test_torch_linear_with_dequantized_housing_parameters_predicts_the_same(tmp_
     worst = json.loads(result.stdout)
     assert sorted(worst) == ["fp64", "q16", "q4", "q8"]
     assert max(worst.values()) < 1e-12
+
+
+def test_the_comparison_table_known_answer():
+    fp32 = {"bits": 32, "accuracy": 0.983, "agreement": 1.0, "param_bytes": 51240, "file_bytes": 9}
+    q8 = {"bits": 8, "accuracy": 0.9826, "agreement": 0.9984, "param_bytes": 12810, "file_bytes": 7}
+    table = markdown_table({"fp32": fp32, "q8": q8}).splitlines()
+    assert table[2] == "| fp32 | 32 | 98.30 % | — | 100.00 % | 51240 | 100.0 % | 9 |"
+    assert table[3] == "| q8 | 8 | 98.26 % | -0.04 pts | 99.84 % | 12810 | 25.0 % | 7 |"

@@ -370,3 +370,11 @@ def test_a_params_path_that_is_a_folder_is_one_line(tmp_path):
     (tmp_path / "params.yaml").mkdir()
     with pytest.raises(ParamsError, match=r"params.yaml: cannot read \(Is a directory\)$"):
         load_params(tmp_path / "params.yaml")
+
+
+@pytest.mark.parametrize("variant", ["q08", "q1", "q17", "fp32"])
+def test_a_digits_budget_for_no_variant_is_refused(variant):
+    raw = copy.deepcopy(GOOD)
+    raw["mnist"]["gate"][variant] = {"max_accuracy_drop": 0.01}
+    with pytest.raises(ParamsError, match=rf"mnist.gate has key '{variant}'; use max_params"):
+        validate_params(raw)

@@ -136,6 +136,37 @@ def compare(
     }
 
 
+def markdown_table(reports: dict[str, dict[str, Any]], reference: str = "fp32") -> str:
+    """Every variant against fp32, as a markdown table (``metrics/mnist/compare.md``).
+
+    Parameters
+    ----------
+    reports : dict
+        Variant name to :func:`report`, in the order of the rows, ``reference`` among them.
+    reference : str
+    """
+    base = reports[reference]
+    lines = [
+        "| variant | bits | accuracy | Δ accuracy | agreement | param bytes | of fp32's "
+        "| file bytes |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, r in reports.items():
+        delta = "—" if name == reference else f"{100 * (r['accuracy'] - base['accuracy']):+.2f} pts"
+        cells = [
+            name,
+            str(r["bits"]),
+            f"{100 * r['accuracy']:.2f} %",
+            delta,
+            f"{100 * r['agreement']:.2f} %",
+            str(r["param_bytes"]),
+            f"{100 * r['param_bytes'] / base['param_bytes']:.1f} %",
+            str(r["file_bytes"]),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def width_points(reports: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """The accuracy-by-width plot's data: one point per variant, by width."""
     points = [

@@ -40,6 +40,8 @@ def int_matmul(a: np.ndarray, b: np.ndarray, bound: int) -> np.ndarray:
         return a.astype(np.float32, copy=False) @ b.astype(np.float32, copy=False)
     if bound < EXACT_FLOAT:
         return a.astype(np.float64, copy=False) @ b.astype(np.float64, copy=False)
+    if bound >= 2**63:
+        raise ValueError(f"sums up to {bound} overflow int64")
     return a.astype(np.int64) @ b.astype(np.int64)
 
 
@@ -73,6 +75,8 @@ def fixed_point(multiplier: np.ndarray, acc_bound: int) -> tuple[np.ndarray, np.
     _, exponent = np.frexp(multiplier)  # multiplier == mantissa * 2**exponent
     shift = np.clip(bits - exponent.astype(np.int64), 1, 62)
     m0 = np.rint(np.ldexp(multiplier, shift)).astype(np.int64)  # exact scaling by 2**shift
+    full = (m0 == 2**bits) & (shift > 1)  # rounded up to 2**bits: the same value, one bit less
+    m0, shift = np.where(full, m0 // 2, m0), np.where(full, shift - 1, shift)
     if int(m0.max()) > 2**bits:
         raise ValueError(f"a requantization multiplier is too large: {float(multiplier.max())}")
     return m0, shift

@@ -168,14 +168,23 @@ def _quant_layer(
         output_scale=scales["output_scale"],
         input_max=in_max,
     )
-    expect(
-        (layer.acc_bound + int(np.abs(layer.bias_codes).max())).bit_length()
-        + int(layer.m0.max()).bit_length()
-        <= 62,
-        path,
-        f"layer {name} could overflow int64",
-    )
+    expect(_fits_int64(layer), path, f"layer {name} could overflow int64")
     return layer
+
+
+def _fits_int64(layer: QuantLayer) -> bool:
+    """Whether every channel's requantization, ``|acc| * m0 + 2**(shift - 1)``, fits in int64."""
+    weights = np.abs(layer.weight_codes.astype(np.int64)).sum(axis=1) * layer.input_max
+    for w, b, m0, shift in zip(
+        weights.tolist(),
+        layer.bias_codes.tolist(),
+        layer.m0.tolist(),
+        layer.shift.tolist(),
+        strict=True,
+    ):
+        if (w + abs(b)) * m0 + 2 ** (shift - 1) >= 2**63:
+            return False
+    return True
 
 
 def _quant_net(

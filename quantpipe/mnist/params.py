@@ -7,6 +7,7 @@ that every stage validates the whole file.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,8 @@ from quantpipe.mnist.training import TrainSettings
 from quantpipe.validate import check_keys, choice, fix_for, flag, is_int, mapping, validate_bits
 
 GATE_LIMITS = ("max_accuracy_drop", "min_agreement")
+#: The name of a quantized digits variant: q2 to q16.
+QUANTIZED = re.compile(r"q([2-9]|1[0-6])")
 #: The most calibration images: their Gram matrices must stay exact in float64.
 MAX_CALIBRATION_IMAGES = 10_000
 
@@ -148,11 +151,11 @@ def _gate(raw: Any) -> MnistGate:
     gate = mapping(raw, "mnist.gate")
     for key in gate:
         if key not in ("max_params", "min_accuracy") and not (
-            isinstance(key, str) and key.startswith("q") and key[1:].isdigit()
+            isinstance(key, str) and QUANTIZED.fullmatch(key)
         ):
             raise ParamsError(
                 f"params.yaml: mnist.gate has key {show(key)}; use max_params, min_accuracy, "
-                "or a quantized variant's name such as q8"
+                "or a quantized variant's name, q2 to q16"
             )
     for key in ("max_params", "min_accuracy"):
         if key not in gate:

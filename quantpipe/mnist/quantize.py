@@ -14,13 +14,14 @@ so the same calibration images give the same model on every machine.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from quantpipe.exact import dot
 from quantpipe.mnist.kernels import EXACT_FLOAT, fixed_point, patch_order, patches
-from quantpipe.mnist.network import FloatNet, conv3x3, pixels_to_float, relu_pool
+from quantpipe.mnist.network import BLOCK, FloatNet, conv3x3, pixels_to_float, relu_pool
 from quantpipe.mnist.qnet import (
     QuantLayer,
     QuantNet,
@@ -169,25 +170,44 @@ def quantize_weights(
     return codes, scales
 
 
-def _gram(x: np.ndarray, x_max: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact ``x.T @ x`` and column means of integer-valued rows ``x``."""
-    if len(x) * x_max * x_max >= EXACT_FLOAT:
-        raise ValueError(f"{len(x)} calibration rows are too many for an exact Gram matrix")
-    xf = x.astype(np.float64)
-    return xf.T @ xf, xf.sum(axis=0) / len(x)
+def _gram(blocks: Iterable[np.ndarray], x_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact ``x.T @ x`` and column means of integer-valued rows, given block by block.
+
+    Every partial sum is at most the total, which is checked to stay below 2**53: the
+    float64 sums are exact, in any order and whatever the blocks.
+    """
+    gram: np.ndarray | None = None
+    sums: np.ndarray | None = None
+    rows = 0
+    for x in blocks:
+        rows += len(x)
+        if rows * x_max * x_max >= EXACT_FLOAT:
+            raise ValueError(f"{rows} calibration rows are too many for an exact Gram matrix")
+        xf = x.astype(np.float64)
+        gram = xf.T @ xf if gram is None else gram + xf.T @ xf
+        sums = xf.sum(axis=0) if sums is None else sums + xf.sum(axis=0)
+    if gram is None or sums is None:
+        raise ValueError("no calibration images")
+    return gram, sums / rows
+
+
+def _in_blocks(x: np.ndarray, step: Callable[[np.ndarray], np.ndarray]) -> Iterator[np.ndarray]:
+    """``step`` of each block of ``BLOCK`` images of ``x``."""
+    for start in range(0, len(x), BLOCK):
+        yield step(x[start : start + BLOCK])
 
 
 def _layer(
     w: np.ndarray,
     b: np.ndarray,
-    x: np.ndarray,
+    x: Iterable[np.ndarray],
     x_scale: float,
     x_max: int,
     out_scale: float | None,
     settings: QuantSettings,
     conv: bool = True,
 ) -> QuantLayer:
-    """Quantize one layer for integer inputs ``x`` (rows of codes) at ``x_scale``.
+    """Quantize one layer for integer inputs ``x`` (blocks of rows of codes) at ``x_scale``.
 
     ``out_scale`` None: the output is at the finest of the accumulators' scales (logits).
     """
@@ -230,14 +250,27 @@ def quantize_network(net: FloatNet, calibration: np.ndarray, settings: QuantSett
     """
     act_bits = activation_bits(settings.bits)
     act_max = 2**act_bits - 1
-    a1, a2 = float_activations(net, calibration)
-    s1 = activation_range(a1, settings.calibration, settings.percentile) / act_max
-    s2 = activation_range(a2, settings.calibration, settings.percentile) / act_max
+    blocks = [
+        float_activations(net, calibration[i : i + BLOCK])
+        for i in range(0, len(calibration), BLOCK)
+    ]
+    s1, s2 = (
+        activation_range(
+            np.concatenate([b[i] for b in blocks]), settings.calibration, settings.percentile
+        )
+        / act_max
+        for i in (0, 1)
+    )
+    del blocks
     x0 = calibration[:, :, :, None].astype(np.float32)
-    conv1 = _layer(net.conv1_weight, net.conv1_bias, patches(x0), INPUT_SCALE, 255, s1, settings)
-    x1 = conv_codes(x0, conv1, act_max)
-    conv2 = _layer(net.conv2_weight, net.conv2_bias, patches(x1), s1, act_max, s2, settings)
-    x2 = conv_codes(x1, conv2, act_max).transpose(0, 3, 1, 2).reshape(len(x1), -1)
-    fc = _layer(net.fc_weight, net.fc_bias, x2, s2, act_max, None, settings, conv=False)
+    w, b = net.conv1_weight, net.conv1_bias
+    conv1 = _layer(w, b, _in_blocks(x0, patches), INPUT_SCALE, 255, s1, settings)
+    x1 = np.concatenate(list(_in_blocks(x0, lambda x: conv_codes(x, conv1, act_max))))
+    w, b = net.conv2_weight, net.conv2_bias
+    conv2 = _layer(w, b, _in_blocks(x1, patches), s1, act_max, s2, settings)
+    x2 = np.concatenate(list(_in_blocks(x1, lambda x: conv_codes(x, conv2, act_max))))
+    x2 = x2.transpose(0, 3, 1, 2).reshape(len(x2), -1)
+    w, b = net.fc_weight, net.fc_bias
+    fc = _layer(w, b, _in_blocks(x2, lambda x: x), s2, act_max, None, settings, conv=False)
     log.info("quantized to %d-bit weights, %d-bit activations", settings.bits, act_bits)
     return QuantNet(net.shapes, settings.bits, act_bits, (conv1, conv2, fc))

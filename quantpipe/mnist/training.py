@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import sys
 import time
 from collections.abc import Callable
@@ -36,27 +37,50 @@ class TorchPinError(RuntimeError):
 def pin_torch() -> Any:
     """Import torch with the portable numeric environment, and return the module.
 
+    Idempotent: a second call returns the same module. On a CPU other than x86-64 it warns
+    (the portable kernels differ there).
+
     Raises
     ------
     TorchPinError
-        If torch was already imported (its kernels are chosen at import), or if it reports
-        another CPU capability than the portable one.
+        If torch was imported before, without it (its kernels are chosen at import), or if it
+        reports another CPU capability than the portable one.
     """
     if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        if _is_pinned(torch):
+            return torch
         raise TorchPinError("torch was imported before pin_torch(): its kernels are already chosen")
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        log.warning(
+            "%s: the pinned kernels are x86-64's; the weights may differ from those built on "
+            "x86-64 (dvc.lock's)",
+            platform.machine(),
+        )
     for name, value in PINNED_ENV.items():
         if os.environ.get(name, value) != value:
             log.info("%s=%s ignored: training pins %s=%s", name, os.environ[name], name, value)
         os.environ[name] = value
     import torch
 
-    torch.backends.mkldnn.enabled = False  # type: ignore[assignment]
+    torch.backends.mkldnn.enabled = False
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     capability = torch.backends.cpu.get_cpu_capability()
     if capability != "DEFAULT":
         raise TorchPinError(f"torch runs its {capability} kernels, not the portable DEFAULT ones")
     return torch
+
+
+def _is_pinned(torch: Any) -> bool:
+    """Whether an imported torch runs in the environment :func:`pin_torch` sets."""
+    return (
+        all(os.environ.get(name) == value for name, value in PINNED_ENV.items())
+        and torch.backends.cpu.get_cpu_capability() == "DEFAULT"
+        and not torch.backends.mkldnn.enabled
+        and torch.get_num_threads() == 1
+        and torch.are_deterministic_algorithms_enabled()
+    )
 
 
 @dataclass(frozen=True)
@@ -136,7 +160,7 @@ def train_network(
     FloatNet
         The trained weights.
     """
-    torch = pin_torch() if "torch" not in sys.modules else sys.modules["torch"]
+    torch = pin_torch()  # raises if torch was imported without it
     torch.manual_seed(settings.seed)
     shapes = layer_shapes(settings.channels)
     module = _module(torch, shapes)

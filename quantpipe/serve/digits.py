@@ -16,11 +16,12 @@ import numpy as np
 import orjson
 
 from quantpipe.errors import RequestError, show
-from quantpipe.mnist.modelfile import INPUT, OUTPUTS
+from quantpipe.mnist.evaluation import DigitsNet, predict
+from quantpipe.mnist.modelfile import INPUT, OUTPUTS, param_bytes
+from quantpipe.mnist.qnet import QuantNet
 from quantpipe.serve.protocol import (
     MODEL_VERSION,
     _binary_output_names,
-    _has_bool,
     _object,
     _request_object,
     _split_body,
@@ -77,7 +78,7 @@ def _pixels(
         array = np.array(data)
     except ValueError:
         raise RequestError(400, f"{where}: 'data' is ragged: rows of different lengths") from None
-    has_bool = (b"true" in json_part or b"false" in json_part) and _has_bool(data)
+    has_bool = (b"true" in json_part or b"false" in json_part) and _any_bool(data)
     if array.dtype.kind not in "iu" or has_bool:
         raise RequestError(400, f"{where}: 'data' must hold integers 0-255 only")
     if array.size != n * PIXELS or array.shape not in ((n * PIXELS,), (n, SIDE, SIDE)):
@@ -89,6 +90,18 @@ def _pixels(
     if array.size and (int(array.min()) < 0 or int(array.max()) > 255):
         raise RequestError(400, f"{where}: a pixel is outside 0-255")
     return array.astype(np.uint8).reshape(n, SIDE, SIDE)
+
+
+def _any_bool(data: list) -> bool:
+    """Whether a ``true`` or ``false`` is anywhere in nested lists (numpy reads them as 1, 0)."""
+    stack = [data]
+    while stack:
+        for item in stack.pop():
+            if isinstance(item, bool):
+                return True
+            if isinstance(item, list):
+                stack.append(item)
+    return False
 
 
 def parse_digits_request(body: bytes, header_length: str | None) -> DigitsRequest:
@@ -156,4 +169,45 @@ def digits_response(
     return header + b"".join(raws), {
         "content-type": "application/octet-stream",
         "inference-header-content-length": str(len(header)),
+    }
+
+
+def answer_digits(
+    name: str, net: DigitsNet, body: bytes, header_length: str | None
+) -> tuple[bytes, dict[str, str], int]:
+    """Parse, predict and format one digits infer request.
+
+    Returns
+    -------
+    content, headers
+        The response.
+    images : int
+        How many images were answered.
+
+    Raises
+    ------
+    RequestError
+        400, as :func:`parse_digits_request`.
+    """
+    request = parse_digits_request(body, header_length)
+    digits, probabilities = predict(net, request.images)
+    content, headers = digits_response(name, request, digits, probabilities)
+    return content, headers, len(digits)
+
+
+def digits_metadata(name: str, net: DigitsNet) -> dict[str, Any]:
+    """``GET /v2/models/{name}`` of a digits network."""
+    quantized = isinstance(net, QuantNet)
+    return {
+        "name": name,
+        "versions": [MODEL_VERSION],
+        "platform": PLATFORM,
+        "inputs": [INPUT],
+        "outputs": OUTPUTS,
+        "parameters": {
+            "kind": "quantized" if quantized else "float",
+            "bits": net.bits if isinstance(net, QuantNet) else 32,
+            "param_count": net.shapes.param_count,
+            "param_bytes": param_bytes(net),
+        },
     }
