@@ -68,7 +68,8 @@ from quantpipe.mnist.evaluation import predict_digits
 from quantpipe.mnist.modelfile import load_net, param_bytes, save_quant_net
 from quantpipe.mnist.network import FloatNet, pixels_to_float
 from quantpipe.mnist.qnet import QuantNet
-from quantpipe.mnist.quantize import QuantSettings, quantize_network
+from quantpipe.mnist.quantize import quantize_network
+from quantpipe.mnist.settings import QuantSettings
 from stages.mnist_quantize import calibration_rows
 
 #: uint8 images (n, 28, 28) -> digits (n,).

@@ -20,8 +20,9 @@ from quantpipe.mnist.kernels import fixed_point, int_matmul, patch_order, patche
 from quantpipe.mnist.modelfile import load_net, save_float_net, save_quant_net
 from quantpipe.mnist.network import FloatNet, conv3x3, float_logits, layer_shapes, relu_pool
 from quantpipe.mnist.qnet import integer_logits
-from quantpipe.mnist.quantize import QuantSettings, quantize_network
+from quantpipe.mnist.quantize import quantize_network
 from quantpipe.mnist.registry import load_digits_models
+from quantpipe.mnist.settings import QuantSettings
 from quantpipe.mnist.source import FILES, fetch_digits, gz_content
 from quantpipe.registry import ModelRegistry
 from quantpipe.serve.app import create_app
@@ -296,7 +297,8 @@ def _python(code: str, env: dict[str, str] | None = None) -> str:
 
 TRAIN = """
 import hashlib, numpy as np
-from quantpipe.mnist.training import TrainSettings, train_network
+from quantpipe.mnist.settings import TrainSettings
+from quantpipe.mnist.training import train_network
 rng = np.random.default_rng(0)
 x = rng.integers(0, 256, (256, 28, 28)).astype(np.uint8)
 y = rng.integers(0, 10, 256).astype(np.uint8)

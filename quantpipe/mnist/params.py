@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from quantpipe.errors import ParamsError, show
-from quantpipe.mnist.quantize import CALIBRATIONS, ROUNDINGS, QuantSettings
-from quantpipe.mnist.training import TrainSettings
+from quantpipe.mnist.settings import CALIBRATIONS, ROUNDINGS, QuantSettings, TrainSettings
 from quantpipe.validate import check_keys, choice, fix_for, flag, is_int, mapping, validate_bits
 
 GATE_LIMITS = ("max_accuracy_drop", "min_agreement")

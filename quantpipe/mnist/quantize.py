@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,10 +28,9 @@ from quantpipe.mnist.qnet import (
     bias_max,
     conv_codes,
 )
+from quantpipe.mnist.settings import QuantSettings
 from quantpipe.numerics import row_dot
 
-ROUNDINGS = ("nearest", "data-aware")
-CALIBRATIONS = ("minmax", "percentile")
 #: The clipping ranges tried per channel, as fractions of the channel's largest |weight|.
 CLIP_GRID = tuple(round(1.0 - 0.025 * i, 3) for i in range(17))  # 1.0 down to 0.6
 #: Coordinate-descent sweeps over a channel's weights (data-aware rounding).
@@ -40,32 +38,6 @@ SWEEPS = 2
 INPUT_SCALE = 1.0 / 255.0
 
 log = logging.getLogger("quantpipe.mnist")
-
-
-@dataclass(frozen=True)
-class QuantSettings:
-    """How to quantize (from ``params.yaml``'s ``mnist.quantize``).
-
-    Attributes
-    ----------
-    bits : int
-        Weight width, 2 to 16.
-    rounding : {"nearest", "data-aware"}
-    bias_correction : bool
-    calibration : {"minmax", "percentile"}
-        How an activation's range is read off the calibration images.
-    percentile : float
-        With ``"percentile"``, the share of values (in percent) the range keeps, in (50, 100].
-    """
-
-    bits: int
-    rounding: str
-    bias_correction: bool
-    calibration: str
-    percentile: float
-
-
-# -- calibration -----------------------------------------------------------------------------
 
 
 def activation_range(values: np.ndarray, calibration: str, percentile: float) -> float:

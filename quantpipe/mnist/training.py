@@ -17,12 +17,12 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from quantpipe.mnist.network import FloatNet, LayerShapes, layer_shapes
+from quantpipe.mnist.settings import TrainSettings
 
 #: What :func:`pin_torch` sets before torch is imported (the numeric environment).
 PINNED_ENV = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE", "OMP_NUM_THREADS": "1"}
@@ -81,29 +81,6 @@ def _is_pinned(torch: Any) -> bool:
         and torch.get_num_threads() == 1
         and torch.are_deterministic_algorithms_enabled()
     )
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """What training needs (from ``params.yaml``'s ``mnist`` section).
-
-    Attributes
-    ----------
-    seed : int
-        Seeds the initial weights and the order of the images.
-    channels : tuple of int
-        Output channels of the two convolutions.
-    epochs : int
-    batch_size : int
-    learning_rate : float
-        Adam's step size.
-    """
-
-    seed: int
-    channels: tuple[int, int]
-    epochs: int
-    batch_size: int
-    learning_rate: float
 
 
 def _module(torch: Any, shapes: LayerShapes) -> Any:
