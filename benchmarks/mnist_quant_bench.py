@@ -69,7 +69,7 @@ from quantpipe.mnist.modelfile import load_net, param_bytes, save_quant_net
 from quantpipe.mnist.network import FloatNet, pixels_to_float
 from quantpipe.mnist.qnet import QuantNet
 from quantpipe.mnist.quantize import quantize_network
-from quantpipe.mnist.settings import QuantSettings
+from quantpipe.params import load_params
 from stages.mnist_quantize import calibration_rows
 
 #: uint8 images (n, 28, 28) -> digits (n,).
@@ -234,21 +234,28 @@ def main() -> None:
     """Quantize three ways, measure, and print the table."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=50, help="timed calls per latency figure")
-    p.add_argument("--calibration-images", type=int, default=1000, help="images to calibrate on")
+    p.add_argument(
+        "--calibration-images",
+        type=int,
+        help="images to calibrate on (default: mnist.quantize.calibration_images)",
+    )
     args = p.parse_args()
     torch.set_num_threads(1)
+    params = load_params()
+    mq, seed = params.mnist.quantize, params.mnist.train.seed
+    count = args.calibration_images or mq.calibration_images
     data = load_digits("data/mnist/digits.npz")
-    calibration = data.x_train[calibration_rows(len(data.x_train), args.calibration_images, 0)]
+    calibration = data.x_train[calibration_rows(len(data.x_train), count, seed)]
     paths = {v: Path(f"models/mnist/{v}.npz") for v in ("fp32", "quantized/q8")}
     float_net = load_net(paths["fp32"], "fp32")
     q8 = load_net(paths["quantized/q8"], "q8")
-    settings = QuantSettings(4, "data-aware", True, "percentile", 99.99)
-    q4 = quantize_network(float_net, calibration, settings)
+    q4 = quantize_network(float_net, calibration, mq.settings(4))  # the pipeline's settings
     bench = {"x": data.x_test, "y": data.y_test.astype(np.int64), "repeats": args.repeats}
     bench["reference"] = predict_digits(float_net, data.x_test)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        save_quant_net(workdir / "q4.npz", q4, {})
+        record = {"seed": seed, "quantize": {"bits": 4, **mq.to_dict()}}  # as the stage writes
+        save_quant_net(workdir / "q4.npz", q4, record)
         with contextlib.redirect_stdout(io.StringIO()):  # the exporter's progress
             ort_q8 = ort_quantize(float_net, calibration, workdir)
         torch_q8 = torch_quantize(float_net, calibration)
@@ -270,7 +277,7 @@ def main() -> None:
     print("\n".join(rows))
     print(
         f"torch {torch.__version__}, onnxruntime {ort.__version__}, numpy {np.__version__}; "
-        f"CPU {cpu_model()}; {args.calibration_images} calibration images; 1 thread"
+        f"CPU {cpu_model()}; {count} calibration images; 1 thread"
     )
 
 

@@ -33,13 +33,18 @@ COMMANDS = {
 }
 
 
+class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default, unless it is required or has none (no "default: None")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.required or action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
     """An argument parser with the options every command shares."""
-    p = argparse.ArgumentParser(
-        prog=prog,
-        description=description,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = argparse.ArgumentParser(prog=prog, description=description, formatter_class=_DefaultsHelp)
     p.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
     p.add_argument("--version", action="version", version=f"quantpipe {__version__}")
     return p

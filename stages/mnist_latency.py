@@ -50,9 +50,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m stages.mnist_
     p.add_argument(
         "--quantized-dir", type=Path, default=paths.MNIST_QUANTIZED_DIR, help="quantized networks"
     )
-    p.add_argument(
-        "--repeats", type=int, default=50, help="batches of one image timed (default 50)"
-    )
+    p.add_argument("--repeats", type=int, default=50, help="batches of one image timed")
     p.add_argument("--out", type=Path, default=paths.MNIST_LATENCY, help="output JSON")
     return cli.run(_body, p.parse_args(argv))
 

@@ -24,9 +24,11 @@ from quantpipe.params import load_params
 log = logging.getLogger("quantpipe.mnist")
 
 
-def _progress(seen: int, total: int, loss: float) -> None:
-    if seen * 10 // total != (seen - 3200) * 10 // total:  # about every tenth of the images
+def _progress(seen: int, total: int, loss: float, previous: list[int]) -> None:
+    """Log at each tenth of the images (``previous`` holds the count of the last call)."""
+    if seen * 10 // total != previous[0] * 10 // total:
         log.info("trained on %d of %d images, loss %.3f", seen, total, loss)
+    previous[0] = seen
 
 
 def _body(args: argparse.Namespace) -> None:
@@ -35,7 +37,10 @@ def _body(args: argparse.Namespace) -> None:
     data = load_digits(args.data)
     pin_torch()  # before anything imports torch: it chooses its kernels at import
     started = time.perf_counter()
-    net = train_network(data.x_train, data.y_train, settings, _progress)
+    previous = [0]
+    net = train_network(
+        data.x_train, data.y_train, settings, lambda s, t, loss: _progress(s, t, loss, previous)
+    )
     record = {
         "seed": settings.seed,
         "train": {

@@ -38,7 +38,8 @@ def _check_batch(batch: str, dvcfile: Path) -> None:
 def _body(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     _check_batch(params.monitor.batch, args.dvcfile)
-    log.info("%s is valid: %s", args.params, params)
+    log.info("%s is valid", args.params)
+    log.debug("%s", params)
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m stages.params") -> int:

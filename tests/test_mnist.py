@@ -258,6 +258,32 @@ def test_both_families_are_served_under_their_own_names(served):
         assert np.allclose(answer["outputs"][1]["data"], expected_probabilities.reshape(-1))
 
 
+def test_the_outputs_asked_for_are_sent_each_as_asked(served):
+    client, digits = served
+    x = images(2, seed=3)
+    image = {"name": "images", "datatype": "UINT8", "shape": [2, 28, 28], "data": x.tolist()}
+    expected, probabilities = predict(digits["mnist-q8"], x)
+    status, answer = _infer(client, "mnist-q8", {"inputs": [image], "outputs": [{"name": "digit"}]})
+    assert status == 200
+    assert [o["name"] for o in answer["outputs"]] == ["digit"]
+    assert answer["outputs"][0]["data"] == expected.tolist()
+    outputs = [{"name": "probabilities", "parameters": {"binary_data": True}}, {"name": "digit"}]
+    body = json.dumps({"inputs": [image], "outputs": outputs}).encode()
+    status, headers, content = client.call("POST", "/v2/models/mnist-q8/infer", body)
+    assert status == 200
+    length = int(headers["inference-header-content-length"])
+    header = json.loads(content[:length])
+    assert [o["name"] for o in header["outputs"]] == ["probabilities", "digit"]
+    assert header["outputs"][0]["parameters"] == {"binary_data_size": 80}
+    assert header["outputs"][1]["data"] == expected.tolist()
+    assert content[length:] == probabilities.astype("<f4").tobytes()
+    twice = {"inputs": [image], "outputs": [{"name": "digit"}, {"name": "digit"}]}
+    assert _infer(client, "mnist-q8", twice) == (
+        400,
+        {"error": "output 'digit' is asked for twice"},
+    )
+
+
 @pytest.mark.parametrize(
     ("tensor", "message"),
     [

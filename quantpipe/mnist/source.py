@@ -111,17 +111,12 @@ def locate(file: IdxFile, folder: Path, mirrors: tuple[str, ...] = MIRRORS) -> P
     path = folder / file.name
     if path.is_file():
         return path
-    failure: DataError | None = None
-    for mirror in mirrors:
+    for mirror in mirrors[:-1]:
         try:
-            return download(
-                mirror + file.name, f"md5:{file.gz_md5}", folder, file.name, OFFLINE_HINT
-            )
-        except DataError as exc:
-            log.warning("%s", exc)
-            failure = exc
-    assert failure is not None  # MIRRORS is not empty
-    raise failure
+            return download(mirror + file.name, f"md5:{file.gz_md5}", folder, file.name)
+        except DataError:
+            log.warning("could not download %s from %s; trying the next mirror", file.name, mirror)
+    return download(mirrors[-1] + file.name, f"md5:{file.gz_md5}", folder, file.name, OFFLINE_HINT)
 
 
 def fetch_digits(folder: str | Path | None = None) -> Digits:

@@ -21,7 +21,6 @@ from quantpipe.mnist.modelfile import INPUT, OUTPUTS, param_bytes
 from quantpipe.mnist.qnet import QuantNet
 from quantpipe.serve.protocol import (
     MODEL_VERSION,
-    _binary_output_names,
     _object,
     _request_object,
     _split_body,
@@ -39,7 +38,8 @@ class DigitsRequest:
 
     id: str | None
     images: np.ndarray
-    binary_output: bool
+    outputs: tuple[tuple[str, bool], ...]
+    """The outputs to send, in order, and whether each goes back as raw bytes."""
 
 
 def _shape(tensor: dict[str, Any], where: str) -> int:
@@ -134,38 +134,72 @@ def parse_digits_request(body: bytes, header_length: str | None) -> DigitsReques
     binary = params.get("binary_data_output", False)
     if type(binary) is not bool:
         raise RequestError(400, "'parameters.binary_data_output' must be true or false")
+    return DigitsRequest(request.get("id"), images, _outputs(request.get("outputs"), binary))
+
+
+def _outputs(outputs: Any, binary: bool) -> tuple[tuple[str, bool], ...]:
+    """The outputs asked for, in order, each with whether it goes back as raw bytes.
+
+    No ``outputs``: both, ``binary`` (``parameters.binary_data_output``) for each.
+    """
     names = tuple(str(o["name"]) for o in OUTPUTS)
-    return DigitsRequest(
-        request.get("id"), images, _binary_output_names(request.get("outputs"), binary, names)
-    )
+    if outputs is None:
+        return tuple((name, binary) for name in names)
+    if (
+        not isinstance(outputs, list)
+        or not outputs
+        or not all(isinstance(o, dict) for o in outputs)
+    ):
+        raise RequestError(400, "'outputs' must be a list of objects with a 'name'")
+    asked: list[tuple[str, bool]] = []
+    for output in outputs:
+        name = output.get("name")
+        if name not in names:
+            has = ", ".join(repr(n) for n in names)
+            raise RequestError(400, f"unknown output {show(name)}; this model has {has}")
+        if name in dict(asked):
+            raise RequestError(400, f"output {name!r} is asked for twice")
+        oparams = _object(output.get("parameters"), "an output's 'parameters'")
+        raw = oparams.get("binary_data", binary)
+        if type(raw) is not bool:
+            raise RequestError(400, "an output's 'parameters.binary_data' must be true or false")
+        asked.append((name, raw))
+    return tuple(asked)
 
 
 def digits_response(
     model_name: str, request: DigitsRequest, digits: np.ndarray, probabilities: np.ndarray
 ) -> tuple[bytes, dict[str, str]]:
-    """The response body and headers: ``digit`` (n,) INT64 and ``probabilities`` (n, 10) FP32."""
+    """The response body and headers: the outputs asked for, in their order.
+
+    ``digit`` (n,) INT64 and ``probabilities`` (n, 10) FP32, each as JSON ``data`` or as raw
+    bytes after the JSON header.
+    """
     n = len(digits)
-    arrays = (digits.astype("<i8"), probabilities.astype("<f4"))
-    outputs: list[dict[str, Any]] = [
-        {"name": "digit", "shape": [n], "datatype": "INT64"},
-        {"name": "probabilities", "shape": [n, 10], "datatype": "FP32"},
-    ]
+    tensors = {
+        "digit": ("INT64", [n], digits.astype("<i8")),
+        "probabilities": ("FP32", [n, 10], probabilities.astype("<f4")),
+    }
+    outputs: list[dict[str, Any]] = []
+    raws: list[bytes] = []
+    for name, binary in request.outputs:
+        datatype, shape, array = tensors[name]
+        output: dict[str, Any] = {"name": name, "shape": shape, "datatype": datatype}
+        if binary:
+            raws.append(array.tobytes())
+            output["parameters"] = {"binary_data_size": len(raws[-1])}
+        else:
+            output["data"] = array.reshape(-1)
+        outputs.append(output)
     payload = {
         "model_name": model_name,
         "model_version": MODEL_VERSION,
         "id": request.id if request.id is not None else str(uuid.uuid4()),
         "outputs": outputs,
     }
-    if not request.binary_output:
-        for output, array in zip(outputs, arrays, strict=True):
-            output["data"] = array.reshape(-1)
-        return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), {
-            "content-type": "application/json"
-        }
-    raws = [a.tobytes() for a in arrays]
-    for output, raw in zip(outputs, raws, strict=True):
-        output["parameters"] = {"binary_data_size": len(raw)}
-    header = orjson.dumps(payload)
+    header = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not raws:
+        return header, {"content-type": "application/json"}
     return header + b"".join(raws), {
         "content-type": "application/octet-stream",
         "inference-header-content-length": str(len(header)),

@@ -221,20 +221,15 @@ def _tensor_values(
 
 def _binary_output(outputs: Any, binary: bool) -> bool:
     """Whether the predictions go back as raw bytes, after the requested ``outputs``."""
-    return _binary_output_names(outputs, binary, (OUTPUT_NAME,))
-
-
-def _binary_output_names(outputs: Any, binary: bool, names: tuple[str, ...]) -> bool:
-    """:func:`_binary_output` for a model whose outputs are ``names``."""
     if outputs is None:
         return binary
     if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
         raise RequestError(400, "'outputs' must be a list of objects with a 'name'")
     for output in outputs:
-        if output.get("name") not in names:
-            has = ", ".join(repr(n) for n in names)
+        if output.get("name") != OUTPUT_NAME:
             raise RequestError(
-                400, f"unknown output {show(output.get('name'))}; this model has {has}"
+                400,
+                f"unknown output {show(output.get('name'))}; this model has {OUTPUT_NAME!r}",
             )
         oparams = _object(output.get("parameters"), "an output's 'parameters'")
         if type(oparams.get("binary_data", binary)) is not bool:
