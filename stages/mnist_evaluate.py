@@ -30,7 +30,7 @@ from quantpipe.mnist.evaluation import (
     report,
     width_points,
 )
-from quantpipe.mnist.modelfile import FLOAT_VARIANT, load_net, param_bytes
+from quantpipe.mnist.modelfile import load_net, param_bytes, variant_files
 from quantpipe.params import load_params
 
 log = logging.getLogger("quantpipe.mnist")
@@ -46,7 +46,7 @@ def _body(args: argparse.Namespace) -> None:
     for item in stale:
         log.info("removed %s: params.yaml no longer asks for it", item)
     data = load_digits(args.data)
-    files = {FLOAT_VARIANT: args.model} | {v: args.quantized_dir / f"{v}.npz" for v in variants}
+    files = variant_files(args.model, args.quantized_dir, params.mnist.quantize.bits)
     reports, reference = {}, None
     for variant, path in files.items():
         net = load_net(path, variant)

@@ -19,7 +19,7 @@ from quantpipe import cli, paths
 from quantpipe.io import write_json
 from quantpipe.mnist.data import load_digits
 from quantpipe.mnist.latency import latency
-from quantpipe.mnist.modelfile import FLOAT_VARIANT, load_net
+from quantpipe.mnist.modelfile import load_net, variant_files
 from quantpipe.params import load_params
 
 log = logging.getLogger("quantpipe.mnist")
@@ -27,11 +27,10 @@ log = logging.getLogger("quantpipe.mnist")
 
 def _body(args: argparse.Namespace) -> None:
     params = load_params(args.params)
-    variants = [FLOAT_VARIANT] + [f"q{b}" for b in sorted(params.mnist.quantize.bits)]
+    files = variant_files(args.model, args.quantized_dir, params.mnist.quantize.bits)
     images = load_digits(args.data).x_test
     figures = {}
-    for variant in variants:
-        path = args.model if variant == FLOAT_VARIANT else args.quantized_dir / f"{variant}.npz"
+    for variant, path in files.items():
         figures[variant] = latency(load_net(path, variant), images, args.repeats)
         log.info(
             "%-5s %.3f ms per image at batch 1, %.3f ms at batch 256",

@@ -12,6 +12,7 @@ loads with ``allow_pickle=False``; described in ``docs/mnist.md``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -253,3 +254,8 @@ def param_bytes(net: FloatNet | QuantNet) -> int:
         bias = np.dtype(_bias_dtype(net.bits)).itemsize
         total += -(-c_out * k * net.bits // 8) + c_out * (4 + bias + 4 + 1) + 2 * 8
     return total
+
+
+def variant_files(model: Path, quantized_dir: Path, bits: Iterable[int]) -> dict[str, Path]:
+    """Each variant's file: ``fp32`` at ``model``, then each ``q{bits}`` in ``quantized_dir``."""
+    return {FLOAT_VARIANT: model} | {f"q{b}": quantized_dir / f"q{b}.npz" for b in sorted(bits)}

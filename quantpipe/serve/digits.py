@@ -22,12 +22,11 @@ from quantpipe.mnist.qnet import QuantNet
 from quantpipe.serve.protocol import (
     MODEL_VERSION,
     _object,
-    _request_object,
-    _split_body,
+    envelope,
 )
 
 PLATFORM = "quantpipe-mnist-cnn"
-INPUT_NAME = INPUT["name"]
+INPUT_NAME = str(INPUT["name"])
 SIDE = 28
 PIXELS = SIDE * SIDE
 
@@ -114,13 +113,7 @@ def parse_digits_request(body: bytes, header_length: str | None) -> DigitsReques
         UINT8, a shape other than ``[n, 28, 28]``, values that are not integers 0-255, binary
         data of the wrong size, an unknown output.
     """
-    json_part, tail = _split_body(body, header_length)
-    request = _request_object(json_part)
-    params = _object(request.get("parameters"), "'parameters'")
-    inputs = request.get("inputs")
-    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
-        raise RequestError(400, f"'inputs' must be a list of one tensor, {INPUT_NAME!r}")
-    tensor = inputs[0]
+    json_part, tail, request, params, tensor = envelope(body, header_length, INPUT_NAME)
     name = tensor.get("name")
     if name != INPUT_NAME:
         raise RequestError(400, f"input {show(name)} is unknown; this model takes {INPUT_NAME!r}")

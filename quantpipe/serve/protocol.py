@@ -127,13 +127,7 @@ def parse_infer_request(body: bytes, header_length: str | None, n_features: int)
         other than FP64/FP32, a shape other than ``[n, n_features]``, values that are not
         numbers or not finite, binary data of the wrong size, an unknown output.
     """
-    json_part, tail = _split_body(body, header_length)
-    request = _request_object(json_part)
-    params = _object(request.get("parameters"), "'parameters'")
-    inputs = request.get("inputs")
-    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
-        raise RequestError(400, f"'inputs' must be a list of one tensor, {INPUT_NAME!r}")
-    tensor = inputs[0]
+    json_part, tail, request, params, tensor = envelope(body, header_length, INPUT_NAME)
     where = f"input {show(_name(tensor))}"
     datatype, n = _datatype_and_rows(tensor, where, n_features)
     X = _tensor_values(tensor, where, datatype, (n, n_features), json_part, tail)
@@ -145,6 +139,28 @@ def parse_infer_request(body: bytes, header_length: str | None, n_features: int)
         raise RequestError(400, "'parameters.binary_data_output' must be true or false")
     binary = _binary_output(request.get("outputs"), binary)
     return InferRequest(id=request.get("id"), X=X, binary_output=binary)
+
+
+def envelope(
+    body: bytes, header_length: str | None, input_name: str
+) -> tuple[bytes, bytes, dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """An infer request's parts, for a model that takes one input, ``input_name``.
+
+    Returns the JSON bytes, the binary tail, the request object, its ``parameters`` and its
+    one input tensor.
+
+    Raises
+    ------
+    RequestError
+        400 if the JSON is malformed or there is not exactly one input tensor.
+    """
+    json_part, tail = _split_body(body, header_length)
+    request = _request_object(json_part)
+    params = _object(request.get("parameters"), "'parameters'")
+    inputs = request.get("inputs")
+    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
+        raise RequestError(400, f"'inputs' must be a list of one tensor, {input_name!r}")
+    return json_part, tail, request, params, inputs[0]
 
 
 def _request_object(json_part: bytes) -> dict[str, Any]:
