@@ -641,6 +641,11 @@ def test_with_two_workers_the_drift_window_is_the_servers(models, tmp_path, monk
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # where the workers keep their windows
     proc, srv = start_server(served, "--workers", "2", "--drift-window", "1000")
     try:
+        # each worker makes its window as it starts; a busy machine may start the second late
+        windows = tmp_path / "tmp"
+        deadline = time.monotonic() + 20
+        while len(list(windows.glob("*/drift-*.seen.npy"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         for seed in range(30):  # new connections: uvicorn spreads them over both workers
             body = json.dumps(infer_body(rows(3, seed=seed))).encode()
             assert srv.call("POST", "/v2/models/q8/infer", body)[0] == 200
