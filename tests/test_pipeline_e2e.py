@@ -323,6 +323,43 @@ def test_changing_widths_leaves_nothing_stale_and_bad_params_stop_the_run(repo):
     assert (repo.path / "dvc.lock").read_text() == before
 
 
+def _clone(repo: Repo, dest: Path, storage: Path) -> Repo:
+    """A git clone of ``repo`` (no DVC cache, no outputs) whose default remote is ``storage``."""
+    _git("clone", "-q", str(repo.path), str(dest), cwd=dest.parent)
+    clone = Repo(dest, Path(repo.env["QUANTPIPE_DATA"]))
+    clone.dvc("remote", "add", "--local", "-d", "team", str(storage))
+    return clone
+
+
+def _ran(result: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in (result.stdout + result.stderr).splitlines() if "Running stage" in line]
+
+
+def test_a_fresh_clone_pulls_what_was_pushed_and_recomputes_nothing(repo, tmp_path):
+    """Runs last on the copy: push data, models and the run-cache to a directory remote; a
+    fresh clone's `dvc pull` then `dvc repro` runs no stage, and neither does another's
+    `dvc repro --pull --allow-missing`."""
+    _git("checkout", "--", "params.yaml", cwd=repo.path)  # the test above left a misspelt key
+    repo.dvc("repro")
+    assert _status(repo) == ""
+    storage = tmp_path / "storage"
+    repo.dvc("remote", "add", "--local", "-d", "team", str(storage))
+    repo.dvc("push", "--run-cache")
+    assert (storage / "files" / "md5").is_dir()
+    assert (storage / "runs").is_dir()
+
+    pulled = _clone(repo, tmp_path / "pulled", storage)
+    pulled.dvc("pull")
+    assert (pulled.path / "models" / "mnist" / "quantized" / "q8.npz").is_file()
+    assert _ran(pulled.dvc("repro")) == []
+    assert _status(pulled) == ""
+    assert "Data and pipelines are up to date." in pulled.dvc("status").stdout
+
+    lazy = _clone(repo, tmp_path / "lazy", storage)
+    assert _ran(lazy.dvc("repro", "--pull", "--allow-missing")) == []
+    assert _status(lazy) == ""
+
+
 def test_pip_install_gives_the_whole_package_and_no_stages(tmp_path):
     """What `pip install .` installs: every module of quantpipe/ (subpackages included),
     py.typed, the console command, and no top-level `stages`."""
