@@ -332,7 +332,9 @@ def _clone(repo: Repo, dest: Path, storage: Path) -> Repo:
 
 
 def _ran(result: subprocess.CompletedProcess) -> list[str]:
-    return [line for line in (result.stdout + result.stderr).splitlines() if "Running stage" in line]
+    return [
+        line for line in (result.stdout + result.stderr).splitlines() if "Running stage" in line
+    ]
 
 
 def test_a_fresh_clone_pulls_what_was_pushed_and_recomputes_nothing(repo, tmp_path):
