@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -360,6 +361,88 @@ def test_a_fresh_clone_pulls_what_was_pushed_and_recomputes_nothing(repo, tmp_pa
     lazy = _clone(repo, tmp_path / "lazy", storage)
     assert _ran(lazy.dvc("repro", "--pull", "--allow-missing")) == []
     assert _status(lazy) == ""
+
+
+#: The sweep of the simulation below: each worker runs its share of the widths, concurrently.
+SWEEP = {"worker-0": ["[4,8,16]", "[6,8,16]"], "worker-1": ["[8,12,16]", "[3,8,16]"]}
+
+
+def _start_experiments(worker: Repo, grid: list[str]) -> subprocess.Popen:
+    """A worker's process: each experiment of its share, then `dvc exp push` of them all
+    (their data and the run-cache go to the DVC remote)."""
+    steps = [f"{sys.executable} -m dvc exp run -q -S 'quantize.bits={bits}'" for bits in grid]
+    steps.append(f"{sys.executable} -m dvc exp push --run-cache origin")
+    return subprocess.Popen(
+        ["bash", "-c", " && ".join(steps)],
+        cwd=worker.path,
+        env=worker.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_a_sweep_across_workers_is_shared_through_git_and_the_remote(repo, tmp_path):
+    """The sweep workflow, simulated: a bare origin, a directory remote, two worker clones
+    running their experiments at once as separate processes, each pushing them; then a fresh
+    clone pulls and shows every experiment, and a worker rerunning another's experiment
+    computes nothing (the run-cache)."""
+    started = time.monotonic()
+    origin = tmp_path / "origin.git"
+    _git("clone", "-q", "--bare", str(repo.path), str(origin), cwd=tmp_path)
+    storage = tmp_path / "storage"
+    repo.dvc("remote", "add", "--local", "-f", "-d", "team", str(storage))
+    repo.dvc("push", "--run-cache")
+    workers = {}
+    for name in SWEEP:
+        workers[name] = _clone_from(origin, tmp_path / name, storage, repo)
+        workers[name].dvc("pull")
+    procs = {name: _start_experiments(workers[name], grid) for name, grid in SWEEP.items()}
+    for name, proc in procs.items():
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, f"{name}:\n{out}"
+
+    fresh = _clone_from(origin, tmp_path / "fresh", storage, repo)
+    fresh.dvc("exp", "pull", "origin")
+    shown = json.loads(fresh.dvc("exp", "show", "--json").stdout)
+    experiments = [e for row in shown for e in (row.get("experiments") or [])]
+    widths = sorted(
+        str(run["revs"][0]["data"]["params"]["params.yaml"]["data"]["quantize"]["bits"])
+        for run in experiments
+    )
+    expected = sorted(
+        str([int(b) for b in g.strip("[]").split(",")]) for gs in SWEEP.values() for g in gs
+    )
+    assert widths == expected
+
+    # worker-1 reruns worker-0's first experiment: every stage DVC's run-cache can restore is
+    # restored (the q4 model comes from the remote). DVC cannot restore a stage with no
+    # outputs (params), uncached ones (evaluate's git-tracked metrics) or persistent ones
+    # (monitor): those three run again, cheaply; making them restorable is still to do.
+    rerun = workers["worker-1"]
+    rerun.dvc("pull", "--run-cache")
+    again = rerun.dvc("exp", "run", "--pull", "-S", f"quantize.bits={SWEEP['worker-0'][0]}")
+    assert "Stage 'quantize@4' is cached - skipping run" in again.stdout
+    uncacheable = [
+        "Running stage 'params':",
+        "Running stage 'evaluate':",
+        "Running stage 'monitor':",
+    ]
+    assert _ran(again) == uncacheable
+    print(
+        f"\nsweep: {sum(map(len, SWEEP.values()))} experiments, {len(SWEEP)} workers, "
+        f"{time.monotonic() - started:.0f} s; stages recomputed on the rerun: "
+        f"{len(_ran(again))} (params, evaluate, monitor: not run-cacheable)"
+    )
+
+
+def _clone_from(origin: Path, dest: Path, storage: Path, repo: Repo) -> Repo:
+    _git("clone", "-q", str(origin), str(dest), cwd=dest.parent)
+    clone = Repo(dest, Path(repo.env["QUANTPIPE_DATA"]))
+    clone.dvc("remote", "add", "--local", "-d", "team", str(storage))
+    _git("config", "user.name", "worker", cwd=dest)
+    _git("config", "user.email", "worker@example.com", cwd=dest)
+    return clone
 
 
 def test_pip_install_gives_the_whole_package_and_no_stages(tmp_path):
