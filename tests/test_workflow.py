@@ -131,3 +131,27 @@ def test_the_scheduled_drift_check_runs_the_monitor_and_fails_on_an_alert():
     report = index(steps, runs("GITHUB_STEP_SUMMARY"), "reporting")
     assert check < report
     assert "cancelled()" in steps[report]["if"]  # the report is written even on an alert
+
+
+def test_the_sweep_fans_a_grid_out_and_collects_every_experiment():
+    """sweep.yml: a dispatch with a grid (widths, schemes, seeds), one job per cell that runs
+    and pushes its experiment, and one last job that pulls them all into the summary."""
+    sweep = yaml.safe_load((REPO_ROOT / ".github" / "workflows" / "sweep.yml").read_text())
+    triggers = sweep[True]  # YAML 1.1 reads the key `on` as true
+    assert list(triggers) == ["workflow_dispatch"]
+    assert set(triggers["workflow_dispatch"]["inputs"]) == {"widths", "schemes", "seeds"}
+    assert sweep["permissions"] == {"contents": "write"}
+    experiment, table = sweep["jobs"]["experiment"], sweep["jobs"]["table"]
+    assert experiment["strategy"]["matrix"] == {
+        "bits": "${{ fromJSON(inputs.widths) }}",
+        "scheme": "${{ fromJSON(inputs.schemes) }}",
+        "seed": "${{ fromJSON(inputs.seeds) }}",
+    }
+    runs = "\n".join(step.get("run", "") for step in experiment["steps"])
+    assert "dvc exp run --pull" in runs
+    assert "dvc exp push --run-cache origin" in runs
+    assert table["needs"] == "experiment"
+    collect = "\n".join(step.get("run", "") for step in table["steps"])
+    assert "dvc exp pull origin" in collect
+    assert "dvc exp show --md" in collect
+    assert "GITHUB_STEP_SUMMARY" in collect
