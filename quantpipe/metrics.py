@@ -165,26 +165,33 @@ def fidelity_points(reports: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 PLOT_ROWS = 500
 
 
-def predictions_csv(y_true: np.ndarray, predictions: dict[str, np.ndarray]) -> str:
-    """Long-format CSV for ``dvc plots``: ``variant,actual,predicted,residual``.
+def predictions_csv(
+    y_true: np.ndarray, predictions: dict[str, np.ndarray], reference: str = "fp64"
+) -> str:
+    """Long-format CSV for ``dvc plots``: ``variant,actual,predicted,residual,delta``.
+
+    ``delta`` is the variant's prediction minus ``reference``'s for the same row: what
+    quantization changed, which an overlay of every variant's predictions cannot show.
 
     Parameters
     ----------
     y_true : ndarray of shape (n_samples,)
     predictions : dict of str to ndarray of shape (n_samples,)
-        Each variant's predictions on the same rows.
+        Each variant's predictions on the same rows, ``reference`` among them.
+    reference : str
 
     Returns
     -------
     str
         The first :data:`PLOT_ROWS` rows of every variant, values to 6 significant digits.
     """
-    lines = ["variant,actual,predicted,residual"]
+    lines = ["variant,actual,predicted,residual,delta"]
     actual = y_true[:PLOT_ROWS]
+    base = predictions[reference][:PLOT_ROWS]
     for name, pred in predictions.items():
         lines += [
-            f"{name},{a:.6g},{p:.6g},{a - p:.6g}"
-            for a, p in zip(actual, pred[:PLOT_ROWS], strict=True)
+            f"{name},{a:.6g},{p:.6g},{a - p:.6g},{p - b:.6g}"
+            for a, p, b in zip(actual, pred[:PLOT_ROWS], base, strict=True)
         ]
     return "\n".join(lines) + "\n"
 
