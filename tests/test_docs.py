@@ -89,3 +89,46 @@ def test_the_parameter_table_is_params_yaml():
     assert set(documented) == set(expected)
     for key, value in expected.items():
         assert yaml.safe_load(documented[key]) == value, key
+
+
+#: Templates DVC ships (dvc-render); any other must be a file in .dvc/plots/.
+DVC_TEMPLATES = {
+    "simple",
+    "linear",
+    "confusion",
+    "confusion_normalized",
+    "scatter",
+    "scatter_jitter",
+    "smooth",
+    "bar_horizontal",
+    "bar_horizontal_sorted",
+}
+
+
+def test_every_plot_template_any_revision_names_is_here():
+    """`dvc plots diff REV` renders REV's plots with the templates of this workspace: a
+    template removed here breaks the comparison with every revision that still names it."""
+    import subprocess
+
+    revs = subprocess.run(
+        ["git", "log", "--format=%H", "-n", "200", "--", "dvc.yaml"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    texts = [(REPO_ROOT / "dvc.yaml").read_text(encoding="utf-8")]
+    for rev in revs:
+        shown = subprocess.run(
+            ["git", "show", f"{rev}:dvc.yaml"], cwd=REPO_ROOT, capture_output=True, text=True
+        )
+        if shown.returncode == 0:
+            texts.append(shown.stdout)
+    named = set()
+    for text in texts:
+        for plot in yaml.safe_load(text).get("plots") or []:
+            for spec in plot.values() if isinstance(plot, dict) else []:
+                if isinstance(spec, dict) and "template" in spec:
+                    named.add(spec["template"])
+    here = {p.stem for p in (REPO_ROOT / ".dvc" / "plots").glob("*.json")}
+    assert named - DVC_TEMPLATES - here == set()
