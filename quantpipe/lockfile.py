@@ -136,3 +136,18 @@ def pipeline_outputs(dvcfile: Path) -> set[str]:
             for entry in stage.get(key) or []:
                 found.update([entry] if isinstance(entry, str) else entry)
     return found
+
+
+def machine_dependent(dvcfile: Path) -> list[str]:
+    """The paths stages of ``dvcfile`` declare machine-dependent (``meta: machine_dependent``).
+
+    Timings: no check can expect them to be the same bytes on two machines.
+    """
+    import yaml  # read only, as for pipeline_outputs
+
+    stages = (yaml.safe_load(dvcfile.read_text(encoding="utf-8")) or {}).get("stages", {})
+    return [
+        path
+        for stage in stages.values()
+        for path in (stage.get("meta") or {}).get("machine_dependent", [])
+    ]

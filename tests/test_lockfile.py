@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from quantpipe.lockfile import stage_order, tidy_lock, tidy_lockfile
+from quantpipe.lockfile import machine_dependent, stage_order, tidy_lock, tidy_lockfile
+from tests.conftest import REPO_ROOT
 
 DVC_YAML = """\
 stages:
@@ -97,3 +98,14 @@ def test_unknown_entries_are_kept_after_the_known_ones():
     removed = tidy_lock(entries, ["train", "evaluate"], ["quantize"])
     assert removed == ["quantize@4"]
     assert list(entries) == ["train", "evaluate", "other@x"]
+
+
+def test_machine_dependent_paths_come_from_the_stages_meta(tmp_path):
+
+    dvcfile = tmp_path / "dvc.yaml"
+    dvcfile.write_text(
+        "stages:\n  a:\n    cmd: x\n  t:\n    cmd: y\n    meta:\n"
+        "      machine_dependent:\n        - m/latency.json\n        - m/more.json\n"
+    )
+    assert machine_dependent(dvcfile) == ["m/latency.json", "m/more.json"]
+    assert machine_dependent(REPO_ROOT / "dvc.yaml") == ["metrics/mnist/latency.json"]

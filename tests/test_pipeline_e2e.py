@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from quantpipe.lockfile import machine_dependent
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
@@ -80,8 +81,7 @@ class Repo:
 def _status(repo: Repo) -> str:
     """``git status --porcelain`` of every file but the timings ``dvc.yaml`` declares
     machine-dependent (``meta: machine_dependent``), as CI's checks see it."""
-    stages = yaml.safe_load((repo.path / "dvc.yaml").read_text())["stages"].values()
-    timings = [p for s in stages for p in (s.get("meta") or {}).get("machine_dependent", [])]
+    timings = machine_dependent(repo.path / "dvc.yaml")
     assert timings == ["metrics/mnist/latency.json"]
     return _git(
         "status", "--porcelain", "--", ".", *[f":(exclude){p}" for p in timings], cwd=repo.path

@@ -21,7 +21,7 @@ import numpy as np
 from quantpipe.errors import ModelFileError
 from quantpipe.io import load_npz, save_npz
 from quantpipe.mnist.network import FloatNet, LayerShapes, layer_shapes
-from quantpipe.mnist.qnet import LAYERS, QuantLayer, QuantNet, activation_bits
+from quantpipe.mnist.qnet import LAYERS, QuantLayer, QuantNet, activation_bits, product_bounds
 from quantpipe.npzformat import expect, header_array, int_field, member, read_header
 from quantpipe.quant.codes import MAX_BITS, MIN_BITS, pack_codes, unpack_codes
 
@@ -175,7 +175,7 @@ def _quant_layer(
 
 def _fits_int64(layer: QuantLayer) -> bool:
     """Whether every channel's requantization, ``|acc| * m0 + 2**(shift - 1)``, fits in int64."""
-    weights = np.abs(layer.weight_codes.astype(np.int64)).sum(axis=1) * layer.input_max
+    weights = product_bounds(layer.weight_codes, layer.input_max)
     for w, b, m0, shift in zip(
         weights.tolist(),
         layer.bias_codes.tolist(),

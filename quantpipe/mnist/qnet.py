@@ -44,6 +44,21 @@ def activation_bits(bits: int) -> int:
     return 8 if bits <= 8 else 16
 
 
+def product_bounds(codes: np.ndarray, input_max: int) -> np.ndarray:
+    """Per output channel, the largest ``|sum of products|`` of inputs up to ``input_max``.
+
+    Parameters
+    ----------
+    codes : ndarray of shape (c_out, k), integers
+    input_max : int
+
+    Returns
+    -------
+    ndarray of shape (c_out,), int64
+    """
+    return np.abs(codes.astype(np.int64)).sum(axis=1) * input_max
+
+
 @dataclass(frozen=True)
 class QuantLayer:
     """One quantized layer.
@@ -76,8 +91,7 @@ class QuantLayer:
     @functools.cached_property
     def acc_bound(self) -> int:
         """The largest ``|sum of products|`` any input can give (the bias is added in int64)."""
-        weights = np.abs(self.weight_codes.astype(np.int64)).sum(axis=1) * self.input_max
-        return int(weights.max())
+        return int(product_bounds(self.weight_codes, self.input_max).max())
 
     @functools.cached_property
     def fc_weights(self) -> np.ndarray:

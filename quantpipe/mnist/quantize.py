@@ -27,6 +27,7 @@ from quantpipe.mnist.qnet import (
     activation_bits,
     bias_max,
     conv_codes,
+    product_bounds,
 )
 from quantpipe.mnist.settings import QuantSettings
 from quantpipe.numerics import row_dot
@@ -199,7 +200,7 @@ def _layer(
         out_scale = float(acc_scale.min())
     top = bias_max(settings.bits)
     bias_codes = np.clip(np.rint(bias / acc_scale), -top, top).astype(np.int64)
-    bound = int((np.abs(codes.astype(np.int64)).sum(axis=1) * x_max + np.abs(bias_codes)).max())
+    bound = int((product_bounds(codes, x_max) + np.abs(bias_codes)).max())
     m0, shift = fixed_point(acc_scale / out_scale, bound)
     return QuantLayer(codes, scales, bias_codes, m0, shift, x_scale, out_scale, x_max)
 
