@@ -50,6 +50,10 @@ class OutputError(QuantpipeError):
     """An output cannot be written: a full disk, a read-only folder, no permission."""
 
 
+class SetupError(QuantpipeError):
+    """A package the command needs is missing or not the one it was built for."""
+
+
 class GateError(QuantpipeError):
     """A quantized model exceeded the accuracy budget."""
 

@@ -1,13 +1,10 @@
 """Evaluation: each variant's accuracy, fidelity to the float model, and bytes.
 
-Also the clean-up of variants ``params.yaml`` no longer asks for. Pure but for the file
-removal.
+Pure: arrays and models in, reports out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,7 +12,7 @@ import numpy as np
 from quantpipe.metrics import accuracy, fidelity
 from quantpipe.models import IntegerModel, Model
 from quantpipe.params import Params
-from quantpipe.variants import DERIVED_VARIANT, integer_variant_name, variant_name
+from quantpipe.variants import integer_variant_name, variant_name
 
 
 def expected_variants(params: Params) -> list[str]:
@@ -25,16 +22,6 @@ def expected_variants(params: Params) -> list[str]:
         + [integer_variant_name(b) for b in sorted(params.integer.bits)]
         + list(params.quantize.casts)
     )
-
-
-def matrix_items(params: Params) -> dict[str, list[str]]:
-    """Each matrix stage of ``dvc.yaml`` and its items as ``params.yaml`` lists them."""
-    return {
-        "quantize": [str(b) for b in params.quantize.bits],
-        "integer": [str(b) for b in params.integer.bits],
-        "cast": list(params.quantize.casts),
-        "mnist_quantize": [str(b) for b in params.mnist.quantize.bits],
-    }
 
 
 def evaluate_model(
@@ -72,29 +59,3 @@ def evaluate_model(
             report["fidelity"]["saturated_rows"] = model.saturated_rows(X)
     report["size"] = {"param_bytes": model.param_bytes, "file_bytes": file_bytes}
     return report, pred
-
-
-def prune_stale_models(variants: Sequence[str], models_dir: Path) -> list[str]:
-    """Remove the derived model files that ``params.yaml`` no longer asks for.
-
-    Parameters
-    ----------
-    variants : sequence of str
-        The derived variants asked for (``q8``, ``q8i``, ``float16`` …).
-    models_dir : Path
-        Where the derived models are written; other files there are left alone.
-
-    Returns
-    -------
-    list of str
-        The files removed, for the log.
-    """
-    removed: list[str] = []
-    keep = set(variants)
-    if models_dir.is_dir():
-        for path in sorted(models_dir.iterdir()):
-            derived = path.suffix == ".npz" and DERIVED_VARIANT.fullmatch(path.stem)
-            if derived and path.stem not in keep:
-                path.unlink()
-                removed.append(str(path))
-    return removed

@@ -1,133 +1,18 @@
-"""``dvc.yaml`` and ``dvc.lock`` as the pipeline's own code reads them.
+"""``dvc.yaml`` and ``dvc.lock`` as the pipeline's own code and CI's checks read them.
 
-:func:`pipeline_outputs` lists what the stages write; the rest keeps ``dvc.lock`` as
-``dvc.yaml`` and ``params.yaml`` describe it. DVC leaves two things behind when a matrix
-item (a width of ``quantize.bits``, say) is removed and later restored: the removed item's
-entry stays in ``dvc.lock``, and a restored item's entry is appended at the end of the
-file, so that removing a width and putting it back rewrites hundreds of lines with no real
-change. :func:`tidy_lock` removes the entries of matrix items that ``params.yaml`` no
-longer asks for and puts the others in the order of ``dvc.yaml``, each matrix stage's items
-in the order of its list: the order DVC itself writes on a build from scratch. DVC updates
-an existing entry in place, so after the evaluate stage has tidied the file, the stages
-that run after it keep the order.
+:func:`pipeline_outputs` lists what the stages write. :func:`machine_dependent` lists the
+outputs stages declare machine-dependent (timings), and :func:`comparable_lock` is
+``dvc.lock`` with their hashes left out: what CI's same-bytes check compares.
 """
 
 from __future__ import annotations
 
-import io
-from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
-from typing import Any
-
-from quantpipe.io import write_text
-
-
-def stage_order(stages: Sequence[str], matrix_items: Mapping[str, Sequence[str]]) -> list[str]:
-    """The ``dvc.lock`` names of the stages, in the order DVC lists them.
-
-    Parameters
-    ----------
-    stages : sequence of str
-        Stage names as ``dvc.yaml`` lists them.
-    matrix_items : mapping of str to sequence of str
-        For each matrix stage, its items in list order (``{"quantize": ["8", "16"]}``).
-
-    Returns
-    -------
-    list of str
-        ``["params", ..., "quantize@8", "quantize@16", ...]``.
-    """
-    order: list[str] = []
-    for name in stages:
-        if name in matrix_items:
-            order.extend(f"{name}@{item}" for item in matrix_items[name])
-        else:
-            order.append(name)
-    return order
-
-
-def tidy_lock(
-    entries: MutableMapping[str, Any], order: Sequence[str], matrix_stages: Sequence[str]
-) -> list[str]:
-    """Remove stale matrix entries and put the rest in ``order``, in place.
-
-    Parameters
-    ----------
-    entries : mutable ordered mapping
-        ``dvc.lock``'s ``stages`` mapping (a ruamel ``CommentedMap`` keeps its layout).
-    order : sequence of str
-        The wanted names, in order (:func:`stage_order`).
-    matrix_stages : sequence of str
-        Stages whose items come and go with ``params.yaml``: an entry ``stage@item`` of one
-        of them that is not in ``order`` is removed. Other unknown entries are kept, last.
-
-    Returns
-    -------
-    list of str
-        The names removed.
-    """
-    wanted = set(order)
-    stale = [
-        name
-        for name in entries
-        if "@" in name and name.partition("@")[0] in matrix_stages and name not in wanted
-    ]
-    for name in stale:
-        del entries[name]
-    kept = dict(entries)
-    known = [name for name in order if name in kept]
-    others = [name for name in kept if name not in wanted]
-    for name in list(entries):
-        del entries[name]
-    for name in known + others:
-        entries[name] = kept[name]
-    return stale
-
-
-def tidy_lockfile(
-    lockfile: Path, dvcfile: Path, matrix_items: Mapping[str, Sequence[str]]
-) -> list[str]:
-    """:func:`tidy_lock` on a ``dvc.lock`` file, rewritten only if something changes.
-
-    Parameters
-    ----------
-    lockfile : Path
-        ``dvc.lock``; nothing is done if it does not exist.
-    dvcfile : Path
-        ``dvc.yaml``, for the order of the stages.
-    matrix_items : mapping of str to sequence of str
-        As for :func:`stage_order`.
-
-    Returns
-    -------
-    list of str
-        The entries removed.
-    """
-    if not lockfile.is_file():
-        return []
-    from ruamel.yaml import YAML  # DVC's own YAML library; kept out of import time
-
-    yaml = YAML()
-    stages = list((yaml.load(dvcfile.read_text(encoding="utf-8")) or {}).get("stages", {}))
-    before = lockfile.read_text(encoding="utf-8")
-    lock = yaml.load(before)
-    entries = lock.get("stages") if isinstance(lock, dict) else None
-    if not isinstance(entries, dict):
-        return []
-    removed = tidy_lock(entries, stage_order(stages, matrix_items), tuple(matrix_items))
-    text = io.StringIO()
-    yaml.dump(lock, text)
-    if text.getvalue() != before:
-        write_text(lockfile, text.getvalue())
-    return removed
 
 
 def pipeline_outputs(dvcfile: Path) -> set[str]:
-    """Every path that a stage of ``dvcfile`` lists under ``outs``, ``metrics`` or ``plots``.
-
-    Paths with ``${...}`` (a matrix item's) are left as written.
-    """
-    import yaml  # read only: ruamel's round trip is for files this module rewrites
+    """Every path that a stage of ``dvcfile`` lists under ``outs``, ``metrics`` or ``plots``."""
+    import yaml
 
     stages = (yaml.safe_load(dvcfile.read_text(encoding="utf-8")) or {}).get("stages", {})
     found: set[str] = set()
@@ -143,7 +28,7 @@ def machine_dependent(dvcfile: Path) -> list[str]:
 
     Timings: no check can expect them to be the same bytes on two machines.
     """
-    import yaml  # read only, as for pipeline_outputs
+    import yaml
 
     stages = (yaml.safe_load(dvcfile.read_text(encoding="utf-8")) or {}).get("stages", {})
     return [
@@ -151,3 +36,46 @@ def machine_dependent(dvcfile: Path) -> list[str]:
         for stage in stages.values()
         for path in (stage.get("meta") or {}).get("machine_dependent", [])
     ]
+
+
+def comparable_lock(lock_text: str, dvcfile: Path) -> str:
+    """``dvc.lock`` without the hashes of :func:`machine_dependent` outputs.
+
+    Parameters
+    ----------
+    lock_text : str
+        The text of a ``dvc.lock``.
+    dvcfile : Path
+        The ``dvc.yaml`` beside it.
+
+    Returns
+    -------
+    str
+        The lock as canonical YAML, each machine-dependent output's entry reduced to its
+        path, so that two machines' locks compare equal when everything else is.
+    """
+    import yaml
+
+    timings = set(machine_dependent(dvcfile))
+    lock = yaml.safe_load(lock_text) or {}
+    for entry in (lock.get("stages") or {}).values():
+        entry["outs"] = [
+            {"path": out["path"]} if out.get("path") in timings else out
+            for out in entry.get("outs") or []
+        ]
+    return yaml.safe_dump(lock, sort_keys=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m quantpipe.lockfile [LOCK] [DVCFILE]``: print :func:`comparable_lock`."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    lock = Path(args[0] if args else "dvc.lock")
+    dvcfile = Path(args[1] if len(args) > 1 else "dvc.yaml")
+    sys.stdout.write(comparable_lock(lock.read_text(encoding="utf-8"), dvcfile))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

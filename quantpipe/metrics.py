@@ -9,6 +9,7 @@ which R² alone hides.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -134,27 +135,28 @@ def compare(
     return out
 
 
-def fidelity_points(reports: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """One record per quantized variant, for ``dvc plots``: fidelity and bytes by width.
+def width_points(reports: dict[str, dict[str, Any]], fields: Sequence[str]) -> list[dict[str, Any]]:
+    """One record per quantized variant, by width, for a ``dvc plots`` of ``fields``.
 
     Parameters
     ----------
     reports : dict
         As for :func:`compare`.
+    fields : sequence of str
+        Any of ``pred_rmse``, ``pred_p99_abs`` (fidelity) and ``param_bytes``.
 
     Returns
     -------
     list of dict
-        ``variant``, ``bits``, ``pred_rmse``, ``pred_p99_abs``, ``param_bytes``, by width.
+        ``variant``, ``bits`` and ``fields``, sorted by width.
     """
+    values = {
+        "pred_rmse": lambda r: r["fidelity"]["rmse"],
+        "pred_p99_abs": lambda r: r["fidelity"]["p99_abs"],
+        "param_bytes": lambda r: r["size"]["param_bytes"],
+    }
     points = [
-        {
-            "variant": name,
-            "bits": r["bits"],
-            "pred_rmse": r["fidelity"]["rmse"],
-            "pred_p99_abs": r["fidelity"]["p99_abs"],
-            "param_bytes": r["size"]["param_bytes"],
-        }
+        {"variant": name, "bits": r["bits"], **{f: values[f](r) for f in fields}}
         for name, r in reports.items()
         if "fidelity" in r
     ]
@@ -166,18 +168,24 @@ PLOT_ROWS = 500
 
 
 def predictions_csv(
-    y_true: np.ndarray, predictions: dict[str, np.ndarray], reference: str = "fp64"
+    y_true: np.ndarray,
+    predictions: dict[str, np.ndarray],
+    column: str,
+    reference: str = "fp64",
 ) -> str:
-    """Long-format CSV for ``dvc plots``: ``variant,actual,predicted,residual,delta``.
+    """Long-format CSV for one ``dvc plots``: ``variant,actual,<column>``.
 
-    ``delta`` is the variant's prediction minus ``reference``'s for the same row: what
-    quantization changed, which an overlay of every variant's predictions cannot show.
+    ``column`` is ``predicted``, ``residual`` (actual minus predicted) or ``delta`` (the
+    variant's prediction minus ``reference``'s for the same row: what quantization changed,
+    which an overlay of every variant's predictions cannot show; ``reference`` itself is
+    left out).
 
     Parameters
     ----------
     y_true : ndarray of shape (n_samples,)
     predictions : dict of str to ndarray of shape (n_samples,)
         Each variant's predictions on the same rows, ``reference`` among them.
+    column : {"predicted", "residual", "delta"}
     reference : str
 
     Returns
@@ -185,12 +193,19 @@ def predictions_csv(
     str
         The first :data:`PLOT_ROWS` rows of every variant, values to 6 significant digits.
     """
-    lines = ["variant,actual,predicted,residual,delta"]
     actual = y_true[:PLOT_ROWS]
     base = predictions[reference][:PLOT_ROWS]
+    value = {
+        "predicted": lambda a, p, b: p,
+        "residual": lambda a, p, b: a - p,
+        "delta": lambda a, p, b: p - b,
+    }[column]
+    lines = [f"variant,actual,{column}"]
     for name, pred in predictions.items():
+        if column == "delta" and name == reference:
+            continue
         lines += [
-            f"{name},{a:.6g},{p:.6g},{a - p:.6g},{p - b:.6g}"
+            f"{name},{a:.6g},{value(a, p, b):.6g}"
             for a, p, b in zip(actual, pred[:PLOT_ROWS], base, strict=True)
         ]
     return "\n".join(lines) + "\n"

@@ -8,6 +8,8 @@ from pathlib import Path
 from quantpipe.variants import variant_name
 
 PARAMS = Path("params.yaml")
+PARAMS_STAMP = Path("data/params.valid.json")
+PLOTS_PAGE = Path("data/plots_page.html")
 
 DVCFILE = Path("dvc.yaml")
 LOCKFILE = Path("dvc.lock")
@@ -20,8 +22,7 @@ QUANTIZED_DIR = Path("models/quantized")
 EVAL_DIR = Path("metrics/eval")
 COMPARE_JSON = Path("metrics/compare.json")
 COMPARE_MD = Path("metrics/compare.md")
-FIDELITY_PLOT = Path("metrics/plots/fidelity.json")
-PREDICTIONS_PLOT = Path("metrics/plots/predictions.csv")
+PLOTS_DIR = Path("metrics/plots")
 REFERENCE = Path("models/reference.npz")
 MONITOR_REPORT = Path("metrics/monitor/report.json")
 MONITOR_PLOT = Path("metrics/monitor/drift.csv")

@@ -113,21 +113,6 @@ def validate_bits(
     return tuple(value)
 
 
-def check_bits_flag(bits: int, flag: str = "--bits") -> int:
-    """A code width given on the command line, 2 to 16.
-
-    Raises
-    ------
-    ParamsError
-        Naming the flag and the allowed range.
-    """
-    if not _is_width(bits):
-        raise ParamsError(
-            f"{flag} {bits} is not allowed; use an integer from {MIN_BITS} to {MAX_BITS}"
-        )
-    return bits
-
-
 def _is_width(bits: Any) -> bool:
     """Whether ``bits`` passes the one bit-width rule, :func:`quantpipe.quant.codes.check_bits`."""
     try:

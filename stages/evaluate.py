@@ -4,16 +4,12 @@ Writes one JSON file per variant under ``metrics/eval/`` (accuracy against the t
 for quantized variants also fidelity to the float model's predictions; parameter and file
 bytes), ``metrics/compare.json`` (each quantized variant against ``fp64``, in the same run,
 since ``dvc metrics diff`` compares revisions rather than files), ``metrics/compare.md``,
-``metrics/plots/fidelity.json`` (fidelity and bytes by width) and
-``metrics/plots/predictions.csv`` (predictions of every variant on the first test rows), the
-data of the ``dvc plots`` defined in ``dvc.yaml``.
+and the data of five ``dvc plots``, one file each (``dvc.yaml`` gives their templates), in
+``metrics/plots/``: ``fidelity.json`` and ``bytes.json`` (by width), and ``delta.csv``,
+``predicted.csv`` and ``residuals.csv`` (every variant on the first test rows).
 
-DVC does not clean up after an item removed from a ``matrix`` (a width from
-``quantize.bits`` or ``integer.bits``, a dtype from ``quantize.casts``): its entry stays in
-``dvc.lock`` and its model file stays on disk, and an item put back is appended at the end
-of ``dvc.lock``. This stage removes both before it evaluates and puts ``dvc.lock`` in the
-order of ``dvc.yaml`` (:mod:`quantpipe.lockfile`), so that what ``dvc metrics show`` and
-``dvc.lock`` list is what ``params.yaml`` asks for, and the same params give the same bytes.
+``metrics/eval/`` is one output: DVC empties it before the stage runs, so that what
+``dvc metrics show`` lists is what ``params.yaml`` asks for.
 """
 
 from __future__ import annotations
@@ -26,15 +22,9 @@ from pathlib import Path
 
 from quantpipe import cli, paths
 from quantpipe.data import load_dataset
-from quantpipe.evaluation import (
-    evaluate_model,
-    expected_variants,
-    matrix_items,
-    prune_stale_models,
-)
+from quantpipe.evaluation import evaluate_model, expected_variants
 from quantpipe.io import write_json, write_text
-from quantpipe.lockfile import tidy_lockfile
-from quantpipe.metrics import compare, fidelity_points, markdown_table, predictions_csv
+from quantpipe.metrics import compare, markdown_table, predictions_csv, width_points
 from quantpipe.modelfile import load_model
 from quantpipe.params import load_params
 from quantpipe.variants import FLOAT_VARIANT
@@ -45,12 +35,6 @@ log = logging.getLogger("quantpipe.evaluate")
 def _body(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     variants = expected_variants(params)
-    stale = prune_stale_models(variants, args.quantized_dir) + [
-        f"{args.lockfile}:{name}"
-        for name in tidy_lockfile(args.lockfile, args.dvcfile, matrix_items(params))
-    ]
-    for item in stale:
-        log.info("removed %s: params.yaml no longer asks for it", item)
     test = load_dataset(args.test)
     float_model = load_model(args.model, FLOAT_VARIANT)
     reference = float_model.predict(test.X)
@@ -75,16 +59,12 @@ def _body(args: argparse.Namespace) -> None:
         )
     write_json(args.compare_json, compare(reports))
     write_text(args.compare_md, markdown_table(reports))
-    write_json(args.fidelity_plot, fidelity_points(reports))
-    write_text(args.predictions_plot, predictions_csv(test.y, predictions))
-    log.info(
-        "wrote %s, %s, %s, %s and %s",
-        args.eval_dir,
-        args.compare_json,
-        args.compare_md,
-        args.fidelity_plot,
-        args.predictions_plot,
-    )
+    plots = args.plots_dir
+    write_json(plots / "fidelity.json", width_points(reports, ("pred_rmse", "pred_p99_abs")))
+    write_json(plots / "bytes.json", width_points(reports, ("param_bytes",)))
+    for column, name in (("delta", "delta"), ("predicted", "predicted"), ("residual", "residuals")):
+        write_text(plots / f"{name}.csv", predictions_csv(test.y, predictions, column))
+    log.info("wrote %s, %s, %s and %s", args.eval_dir, args.compare_json, args.compare_md, plots)
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m stages.evaluate") -> int:
@@ -96,15 +76,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m stages.evalua
     p.add_argument(
         "--quantized-dir", type=Path, default=paths.QUANTIZED_DIR, help="quantized models"
     )
-    p.add_argument("--lockfile", type=Path, default=paths.LOCKFILE, help="DVC lock file")
-    p.add_argument("--dvcfile", type=Path, default=paths.DVCFILE, help="DVC pipeline file")
     p.add_argument("--eval-dir", type=Path, default=paths.EVAL_DIR, help="per-variant metrics")
     p.add_argument("--compare-json", type=Path, default=paths.COMPARE_JSON, help="comparison")
     p.add_argument("--compare-md", type=Path, default=paths.COMPARE_MD, help="markdown table")
-    p.add_argument("--fidelity-plot", type=Path, default=paths.FIDELITY_PLOT, help="dvc plots data")
-    p.add_argument(
-        "--predictions-plot", type=Path, default=paths.PREDICTIONS_PLOT, help="dvc plots data"
-    )
+    p.add_argument("--plots-dir", type=Path, default=paths.PLOTS_DIR, help="dvc plots data")
     return cli.run(_body, p.parse_args(argv))
 
 

@@ -5,8 +5,7 @@ parameter count and bytes, file bytes), ``metrics/mnist/compare.json`` (each qua
 against fp32, from the same run) and its table ``metrics/mnist/compare.md``, and the data of
 two ``dvc plots``: fp32's confusion matrix (``metrics/mnist/plots/confusion.csv``) and
 accuracy by width (``metrics/mnist/plots/accuracy_by_width.json``). Predictions come from
-:func:`quantpipe.mnist.evaluation.predict_digits`, the server's arithmetic. Like ``evaluate``,
-it removes the model files and ``dvc.lock`` entries of widths ``params.yaml`` no longer lists.
+:func:`quantpipe.mnist.evaluation.predict_digits`, the server's arithmetic.
 """
 
 from __future__ import annotations
@@ -18,9 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from quantpipe import cli, paths
-from quantpipe.evaluation import matrix_items, prune_stale_models
 from quantpipe.io import write_json, write_text
-from quantpipe.lockfile import tidy_lockfile
 from quantpipe.mnist.data import load_digits
 from quantpipe.mnist.evaluation import (
     compare,
@@ -38,13 +35,6 @@ log = logging.getLogger("quantpipe.mnist")
 
 def _body(args: argparse.Namespace) -> None:
     params = load_params(args.params)
-    variants = [f"q{b}" for b in sorted(params.mnist.quantize.bits)]
-    stale = prune_stale_models(variants, args.quantized_dir) + [
-        f"{args.lockfile}:{name}"
-        for name in tidy_lockfile(args.lockfile, args.dvcfile, matrix_items(params))
-    ]
-    for item in stale:
-        log.info("removed %s: params.yaml no longer asks for it", item)
     data = load_digits(args.data)
     files = variant_files(args.model, args.quantized_dir, params.mnist.quantize.bits)
     reports, reference = {}, None
@@ -89,8 +79,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m stages.mnist_
     p.add_argument(
         "--quantized-dir", type=Path, default=paths.MNIST_QUANTIZED_DIR, help="quantized networks"
     )
-    p.add_argument("--lockfile", type=Path, default=paths.LOCKFILE, help="DVC lock file")
-    p.add_argument("--dvcfile", type=Path, default=paths.DVCFILE, help="DVC pipeline file")
     p.add_argument(
         "--eval-dir", type=Path, default=paths.MNIST_EVAL_DIR, help="per-variant metrics"
     )

@@ -2,9 +2,9 @@
 
 Writes ``metrics/mnist/latency.json`` (``dvc metrics show`` lists it) on the inference path
 the server and the container use (:func:`quantpipe.mnist.evaluation.predict`: digits and
-probabilities, numpy). Timings depend on the machine, so the file is not an output DVC hashes:
-``dvc.yaml`` declares it in the top-level ``metrics`` and marks the stage
-``meta: machine_dependent``, and CI's same-bytes check leaves it out.
+probabilities, numpy). Timings depend on the machine: ``dvc.yaml`` marks the output
+``meta: machine_dependent``, and CI's same-bytes check leaves it (and its hash in
+``dvc.lock``) out of the comparison.
 """
 
 from __future__ import annotations

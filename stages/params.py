@@ -1,13 +1,16 @@
-"""Stage ``params``: validate the whole params file, write nothing.
+"""Stage ``params``: validate the whole params file, and stamp it valid.
 
 ``dvc.yaml`` gives this stage every key of ``params.yaml`` and the file's bytes, so any edit
 to the file, including a new misspelt key that no other stage lists, makes ``dvc repro`` run
-it. It also checks that ``monitor.batch`` exists or is written by a stage.
+it. It also checks that ``monitor.batch`` exists or is written by a stage. It writes
+``data/params.valid.json``, the sha256 of the bytes it validated: with an output, DVC's
+run-cache can restore the stage, so that another clone given the same file skips it.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -15,6 +18,7 @@ from pathlib import Path
 
 from quantpipe import cli, paths
 from quantpipe.errors import ParamsError, show
+from quantpipe.io import write_json
 from quantpipe.lockfile import pipeline_outputs
 from quantpipe.params import load_params
 
@@ -38,15 +42,18 @@ def _check_batch(batch: str, dvcfile: Path) -> None:
 def _body(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     _check_batch(params.monitor.batch, args.dvcfile)
-    log.info("%s is valid", args.params)
+    digest = hashlib.sha256(args.params.read_bytes()).hexdigest()
+    write_json(args.stamp, {"path": str(args.params), "sha256": digest, "valid": True})
+    log.info("%s is valid; wrote %s", args.params, args.stamp)
     log.debug("%s", params)
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m stages.params") -> int:
     """Run the stage; returns the exit status."""
-    p = cli.parser(prog, "Validate params.yaml (every key, every value); writes nothing.")
+    p = cli.parser(prog, "Validate params.yaml (every key, every value) and stamp it valid.")
     p.add_argument("--params", type=Path, default=paths.PARAMS, help="params file")
     p.add_argument("--dvcfile", type=Path, default=paths.DVCFILE, help="the pipeline")
+    p.add_argument("--stamp", type=Path, default=paths.PARAMS_STAMP, help="where the stamp goes")
     return cli.run(_body, p.parse_args(argv))
 
 

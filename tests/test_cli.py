@@ -13,7 +13,6 @@ import pytest
 import yaml
 
 from quantpipe import cli
-from quantpipe.evaluation import prune_stale_models
 from quantpipe.modelfile import quantized_model_arrays, save_model
 from quantpipe.quant.linear import quantize_linear
 from tests.conftest import REPO_ROOT
@@ -32,12 +31,6 @@ def files_in(directory: Path) -> set[str]:
 
 #: The DVC entry points, one module each under stages/.
 STAGES = sorted(p.stem for p in (REPO_ROOT / "stages").glob("*.py") if p.stem != "__init__")
-STAGE_ARGS = {
-    "quantize": ["--bits", "8"],
-    "integer": ["--bits", "8"],
-    "cast": ["--dtype", "float16"],
-    "mnist_quantize": ["--bits", "8"],
-}
 
 
 def run_main(stage, argv, capsys):
@@ -75,7 +68,7 @@ def test_a_stage_as_a_process_exits_1_with_one_line_and_no_traceback(tmp_path):
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     params["quantize"]["bits"] = [8, 1]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    result = run(["-m", "stages.quantize", "--bits", "8"], tmp_path)
+    result = run(["-m", "stages.quantize"], tmp_path)
     assert result.returncode == 1
     assert result.stderr == (
         "error: params.yaml: quantize.bits[1] = 1 is not allowed; use a non-empty list of "
@@ -102,8 +95,7 @@ def test_misspelt_key_stops_every_stage_with_one_line(stage, tmp_path, monkeypat
     params["quantize"]["bitz"] = [4]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     before = files_in(tmp_path)
-    extra = STAGE_ARGS.get(stage, [])
-    status, err = run_main(stage, extra, capsys)
+    status, err = run_main(stage, [], capsys)
     assert status == 1
     assert err == "error: params.yaml: unknown key 'quantize.bitz'; did you mean 'bits'?\n"
     assert files_in(tmp_path) == before
@@ -115,8 +107,6 @@ def test_misspelt_key_stops_every_stage_with_one_line(stage, tmp_path, monkeypat
         ("split", "error: data/raw/california_housing.npz: not found; run `dvc repro`"),
         ("train", "error: data/split/train.npz: not found; run `dvc repro`"),
         ("quantize", "error: models/fp64.npz: not found; run `dvc repro`"),
-        ("integer", "error: models/fp64.npz: not found; run `dvc repro`"),
-        ("cast", "error: models/fp64.npz: not found; run `dvc repro`"),
         ("evaluate", "error: data/split/test.npz: not found; run `dvc repro`"),
         ("mnist_train", "error: data/mnist/digits.npz: not found; run `dvc repro`"),
         ("mnist_quantize", "error: models/mnist/fp32.npz: not found; run `dvc repro`"),
@@ -127,8 +117,7 @@ def test_misspelt_key_stops_every_stage_with_one_line(stage, tmp_path, monkeypat
 def test_missing_inputs_give_one_line(stage, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text((REPO_ROOT / "params.yaml").read_text())
-    extra = STAGE_ARGS.get(stage, [])
-    status, err = run_main(stage, extra, capsys)
+    status, err = run_main(stage, [], capsys)
     assert status == 1
     assert err.startswith(message)
     assert err.count("\n") == 1
@@ -140,25 +129,6 @@ def test_quantize_refuses_a_quantized_model_as_input(tmp_path, monkeypatch, caps
     q = quantize_linear(np.ones(8), 0.0, np.zeros(8), np.ones(8), bits=8)
     names = tuple(f"f{i}" for i in range(8))
     save_model("q8.npz", quantized_model_arrays(q, "q8", names, {}, (np.zeros(8), np.ones(8)), {}))
-    status, err = run_main("quantize", ["--bits", "4", "--model", "q8.npz"], capsys)
+    status, err = run_main("quantize", ["--model", "q8.npz"], capsys)
     assert status == 1
     assert err == ("error: q8.npz is a quantized model, not the float model (models/fp64.npz)\n")
-
-
-def test_bits_flag_out_of_range(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text((REPO_ROOT / "params.yaml").read_text())
-    status, err = run_main("quantize", ["--bits", "1"], capsys)
-    assert status == 1
-    assert err == "error: --bits 1 is not allowed; use an integer from 2 to 16\n"
-
-
-def test_prune_stale_models_removes_only_unwanted_derived_models(tmp_path):
-    models = tmp_path / "quantized"
-    models.mkdir()
-    for name in ("q4.npz", "q8.npz", "q8i.npz", "float16.npz", "bfloat16.npz", "notes.txt"):
-        (models / name).write_text("x")
-    removed = prune_stale_models(["q8", "bfloat16"], models)
-    assert sorted(p.name for p in models.iterdir()) == ["bfloat16.npz", "notes.txt", "q8.npz"]
-    assert removed == [str(models / n) for n in ("float16.npz", "q4.npz", "q8i.npz")]
-    assert prune_stale_models(["q4"], tmp_path / "missing") == []

@@ -107,7 +107,8 @@ DVC_TEMPLATES = {
 
 def test_every_plot_template_any_revision_names_is_here():
     """`dvc plots diff REV` renders REV's plots with the templates of this workspace: a
-    template removed here breaks the comparison with every revision that still names it."""
+    template removed here breaks the comparison with every revision that still names it
+    (top-level plots, or a stage's)."""
     import subprocess
 
     revs = subprocess.run(
@@ -126,9 +127,32 @@ def test_every_plot_template_any_revision_names_is_here():
             texts.append(shown.stdout)
     named = set()
     for text in texts:
-        for plot in yaml.safe_load(text).get("plots") or []:
+        pipeline = yaml.safe_load(text)
+        plots = list(pipeline.get("plots") or [])
+        for stage in (pipeline.get("stages") or {}).values():
+            plots += stage.get("plots") or []
+        for plot in plots:
             for spec in plot.values() if isinstance(plot, dict) else []:
                 if isinstance(spec, dict) and "template" in spec:
                     named.add(spec["template"])
     here = {p.stem for p in (REPO_ROOT / ".dvc" / "plots").glob("*.json")}
     assert named - DVC_TEMPLATES - here == set()
+
+
+def test_the_readme_pictures_are_drawn_from_the_current_data():
+    """docs/images/ holds `dvc plots` rendered by `.ci/plot_images.py --readme`, with the
+    sha256 of the data each was drawn from: redraw them when the data changes."""
+    import hashlib
+    import json
+
+    images = REPO_ROOT / "docs" / "images"
+    sources = json.loads((images / "sources.json").read_text(encoding="utf-8"))
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert sorted(sources) == sorted(p.name for p in images.iterdir() if p.suffix != ".json")
+    for name, source in sources.items():
+        assert f"](docs/images/{name})" in readme, name
+        data = (REPO_ROOT / source["source"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == source["sha256"], (
+            f"{source['source']} changed since docs/images/{name} was drawn: "
+            "run python .ci/plot_images.py --readme"
+        )

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from quantpipe.metrics import accuracy, compare, fidelity, markdown_table
+from quantpipe.metrics import (
+    accuracy,
+    compare,
+    fidelity,
+    markdown_table,
+    predictions_csv,
+    width_points,
+)
 
 
 def test_accuracy_known_answer():
@@ -63,3 +70,36 @@ def test_compare_and_markdown_table():
     assert table[3] == (
         "| q8 | 8 | 0.5900 | -0.0100 | 0.4100 | 1.00e-02 | 2.00e-02 | 3.00e-02 | 8 | 1008 |"
     )
+
+
+def test_plot_csv_has_one_column_of_values_per_file():
+    y = np.array([1.0, 2.0])
+    predictions = {"fp64": np.array([1.5, 2.0]), "q8": np.array([1.25, 2.5])}
+    assert predictions_csv(y, predictions, "predicted") == (
+        "variant,actual,predicted\nfp64,1,1.5\nfp64,2,2\nq8,1,1.25\nq8,2,2.5\n"
+    )
+    assert predictions_csv(y, predictions, "residual") == (
+        "variant,actual,residual\nfp64,1,-0.5\nfp64,2,0\nq8,1,-0.25\nq8,2,-0.5\n"
+    )
+    # the reference is left out of the deltas: they are zero by definition
+    assert (
+        predictions_csv(y, predictions, "delta") == "variant,actual,delta\nq8,1,-0.25\nq8,2,0.5\n"
+    )
+
+
+def test_width_points_are_the_quantized_variants_by_width():
+    def report(bits, rmse=None):
+        r = {"bits": bits, "size": {"param_bytes": bits * 9}}
+        if rmse is not None:
+            r["fidelity"] = {"rmse": rmse, "p99_abs": 2 * rmse}
+        return r
+
+    reports = {"fp64": report(64), "q16": report(16, 0.001), "q8": report(8, 0.1)}
+    assert width_points(reports, ("pred_rmse", "pred_p99_abs")) == [
+        {"variant": "q8", "bits": 8, "pred_rmse": 0.1, "pred_p99_abs": 0.2},
+        {"variant": "q16", "bits": 16, "pred_rmse": 0.001, "pred_p99_abs": 0.002},
+    ]
+    assert width_points(reports, ("param_bytes",)) == [
+        {"variant": "q8", "bits": 8, "param_bytes": 72},
+        {"variant": "q16", "bits": 16, "param_bytes": 144},
+    ]

@@ -41,9 +41,10 @@ def test_reproduce_checks_the_lock_before_reporting_and_gating():
     repro = index(steps, runs(".ci/steps reproduce"), "running dvc repro and the lock check")
     report = index(steps, runs(".ci/steps report"), "reporting")
     plots = index(steps, runs(".ci/steps plots"), "plotting")
+    images = index(steps, runs(".ci/steps images plots/images"), "rendering the plots as images")
     upload = index(steps, uses("actions/upload-artifact"), "uploading the results")
     gate = index(steps, runs(".ci/steps gate"), "gating")
-    assert checkout < repro < report < plots < upload < gate
+    assert checkout < repro < report < plots < images < upload < gate
     assert "$GITHUB_STEP_SUMMARY" in steps[report]["run"]
     for path in ("models/", "metrics/", "report.md", "plots/"):
         assert path in steps[upload]["with"]["path"]
@@ -155,3 +156,16 @@ def test_the_sweep_fans_a_grid_out_and_collects_every_experiment():
     assert "dvc exp pull origin" in collect
     assert "dvc exp show --md" in collect
     assert "GITHUB_STEP_SUMMARY" in collect
+
+
+def test_the_pull_request_report_shows_the_plot_images_from_the_ci_plots_branch():
+    job = JOBS["comment"]
+    assert job["permissions"] == {"contents": "write", "pull-requests": "write"}
+    steps = job["steps"]
+    download = index(steps, uses("actions/download-artifact"), "downloading the report")
+    publish = index(steps, runs("git push -q origin ci-plots"), "publishing the images")
+    post = index(steps, runs("comments"), "posting the comment")
+    assert download < publish < post
+    assert "plots/images/index.md" in steps[publish]["run"]
+    assert ">> ../report.md" in steps[publish]["run"]
+
