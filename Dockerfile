@@ -1,5 +1,5 @@
 # The inference image: the models `dvc repro` built, served over the Open Inference Protocol.
-#   docker build -t quantpipe .                      (after `dvc repro`)
+#   docker build -t quantpipe .                      (after `dvc repro` or `dvc pull`)
 #   docker run -p 8080:8080 quantpipe                (serve every model on :8080)
 #   docker run -i quantpipe predict --model q8 < rows.csv > predictions.csv
 FROM python:3.11-slim
@@ -25,6 +25,11 @@ COPY models/quantized/ models/quantized/
 COPY models/reference.npz models/
 # The digits networks (served as mnist-fp32, mnist-q8, ...): numpy inference, no PyTorch.
 COPY models/mnist/ models/mnist/
+
+# Which models these are: the digest of the hashes dvc.lock records for models/
+# (`python .ci/lock.py digest models`); CI passes it and checks it.
+ARG MODELS=unknown
+LABEL io.quantpipe.models=$MODELS
 
 RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin quantpipe
 USER 10001

@@ -5,7 +5,8 @@ a :class:`~quantpipe.errors.QuantpipeError` into ``error: <message>`` on stderr 
 status 1, with no traceback. Anything else is a bug and keeps its traceback.
 
 ``quantpipe <command> [options]`` runs one of :data:`COMMANDS`: ``predict`` (batch),
-``serve`` (HTTP), ``gate`` (the accuracy budget) or ``monitor`` (drift). The pipeline's
+``serve`` (HTTP), ``gate`` (the accuracy budget), ``monitor`` (drift) or ``share`` (the
+run-cache's outputs, to the DVC remote). The pipeline's
 stages are not commands: ``dvc repro`` runs them, or ``python -m stages.<name>`` by hand
 from the repository root.
 """
@@ -30,6 +31,7 @@ COMMANDS = {
     "serve": "quantpipe.serve.command",
     "gate": "quantpipe.gate",
     "monitor": "quantpipe.monitoring",
+    "share": "quantpipe.share",
 }
 
 
@@ -94,7 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             "usage: quantpipe {" + ",".join(COMMANDS) + "} [options]\n\n"
             "Predict a batch of rows, serve the models over HTTP, check the accuracy\n"
-            "budget (gate) or a batch's drift (monitor). `dvc repro` builds the models.\n"
+            "budget (gate) or a batch's drift (monitor), or push the run-cache's outputs\n"
+            "to the DVC remote (share). `dvc repro` builds the models.\n"
             "`quantpipe COMMAND --help` describes a command.",
             file=sys.stdout if argv else sys.stderr,
         )

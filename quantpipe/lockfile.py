@@ -3,10 +3,16 @@
 :func:`pipeline_outputs` lists what the stages write. :func:`machine_dependent` lists the
 outputs stages declare machine-dependent (timings), and :func:`comparable_lock` is
 ``dvc.lock`` with their hashes left out: what CI's same-bytes check compares.
+:func:`verify_outputs` checks files against the hashes ``dvc.lock`` records (the container
+ships exactly the models that were evaluated and gated), and :func:`outputs_digest` names
+such a set of outputs in one line (the image's label).
+``.ci/lock.py`` is their command line, for CI's steps.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 
@@ -66,16 +72,89 @@ def comparable_lock(lock_text: str, dvcfile: Path) -> str:
     return yaml.safe_dump(lock, sort_keys=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m quantpipe.lockfile [LOCK] [DVCFILE]``: print :func:`comparable_lock`."""
-    import sys
+def recorded_outputs(lock_text: str, prefix: str) -> dict[str, str]:
+    """The outputs under ``prefix`` that ``dvc.lock`` records, path to md5.
 
-    args = sys.argv[1:] if argv is None else argv
-    lock = Path(args[0] if args else "dvc.lock")
-    dvcfile = Path(args[1] if len(args) > 1 else "dvc.yaml")
-    sys.stdout.write(comparable_lock(lock.read_text(encoding="utf-8"), dvcfile))
-    return 0
+    A directory's md5 ends in ``.dir``: it names the JSON listing of its files in DVC's
+    cache. An output listed by several stages (a dependency of later ones) is one entry.
+    """
+    import yaml
+
+    lock = yaml.safe_load(lock_text) or {}
+    found: dict[str, str] = {}
+    for entry in (lock.get("stages") or {}).values():
+        for out in entry.get("outs") or []:
+            path = out.get("path", "")
+            if path == prefix.rstrip("/") or path.startswith(prefix.rstrip("/") + "/"):
+                found[path] = out["md5"]
+    return dict(sorted(found.items()))
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_outputs(lock_text: str, root: Path, cache_dir: Path, prefix: str) -> list[str]:
+    """What under ``prefix`` differs from the hashes ``dvc.lock`` records.
+
+    Parameters
+    ----------
+    lock_text : str
+        The text of ``dvc.lock``.
+    root : Path
+        The repository's folder.
+    cache_dir : Path
+        DVC's cache (``.dvc/cache``), which holds each directory's listing.
+    prefix : str
+        A path under ``root`` (``models``).
+
+    Returns
+    -------
+    list of str
+        One line per problem (a file missing, extra or changed; a listing missing or not
+        matching its hash); empty when every file is the one recorded.
+    """
+    outputs = recorded_outputs(lock_text, prefix)
+    if not outputs:
+        return [f"dvc.lock records no output under {prefix}"]
+    problems = []
+    for path, md5 in outputs.items():
+        target = root / path
+        if not md5.endswith(".dir"):
+            if not target.is_file():
+                problems.append(f"{path}: missing")
+            elif _md5(target) != md5:
+                problems.append(f"{path}: not the file dvc.lock records")
+            continue
+        listing_path = cache_dir / "files" / "md5" / md5[:2] / md5[2:]
+        if not listing_path.is_file():
+            problems.append(f"{path}: its listing {md5} is not in {cache_dir} (dvc pull it)")
+            continue
+        raw = listing_path.read_bytes()
+        if hashlib.md5(raw).hexdigest() != md5.removesuffix(".dir"):
+            problems.append(f"{path}: its listing in the cache is corrupt")
+            continue
+        listed = {e["relpath"]: e["md5"] for e in json.loads(raw)}
+        present = (
+            {p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()}
+            if target.is_dir()
+            else set()
+        )
+        problems += [f"{path}/{name}: missing" for name in sorted(set(listed) - present)]
+        problems += [f"{path}/{name}: not in dvc.lock" for name in sorted(present - set(listed))]
+        problems += [
+            f"{path}/{name}: not the file dvc.lock records"
+            for name in sorted(set(listed) & present)
+            if _md5(target / name) != listed[name]
+        ]
+    return problems
+
+
+def outputs_digest(lock_text: str, prefix: str) -> str:
+    """One name for the outputs under ``prefix``: sha256 of their sorted ``path md5`` lines."""
+    lines = "".join(f"{p} {m}\n" for p, m in recorded_outputs(lock_text, prefix).items())
+    return "sha256:" + hashlib.sha256(lines.encode()).hexdigest()

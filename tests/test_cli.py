@@ -61,7 +61,7 @@ def test_every_command_has_help(command, capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith(f"usage: quantpipe {command}")
-    assert "--params" in out or "--models-dir" in out
+    assert any(flag in out for flag in ("--params", "--models-dir", "--remote"))
 
 
 def test_a_stage_as_a_process_exits_1_with_one_line_and_no_traceback(tmp_path):
@@ -79,10 +79,10 @@ def test_a_stage_as_a_process_exits_1_with_one_line_and_no_traceback(tmp_path):
 
 def test_quantpipe_command_lists_its_commands_and_refuses_others(capsys):
     assert cli.main(["--help"]) == 0
-    assert "usage: quantpipe {predict,serve,gate,monitor}" in capsys.readouterr().out
+    assert "usage: quantpipe {predict,serve,gate,monitor,share}" in capsys.readouterr().out
     assert cli.main(["bogus"]) == 2
     assert capsys.readouterr().err == (
-        "error: unknown command 'bogus'; choose one of: predict, serve, gate, monitor\n"
+        "error: unknown command 'bogus'; choose one of: predict, serve, gate, monitor, share\n"
     )
     assert cli.main(["quantize"]) == 2  # a pipeline stage is not a command
     assert "unknown command 'quantize'" in capsys.readouterr().err

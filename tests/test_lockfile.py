@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import yaml
 
-from quantpipe.lockfile import comparable_lock, machine_dependent, pipeline_outputs
+from quantpipe.lockfile import (
+    comparable_lock,
+    machine_dependent,
+    outputs_digest,
+    pipeline_outputs,
+    recorded_outputs,
+    verify_outputs,
+)
 from tests.conftest import REPO_ROOT
 
 DVC_YAML = """\
@@ -74,3 +84,70 @@ def test_the_pipeline_has_no_matrix_stage():
     and a directory one stage owns is what DVC empties and restores exactly (docs/pipeline.md)."""
     stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
     assert [name for name, stage in stages.items() if "matrix" in stage or "foreach" in stage] == []
+
+
+def _lock_of(outs: dict[str, str]) -> str:
+    entries = "".join(
+        f"    - path: {p}\n      hash: md5\n      md5: {m}\n" for p, m in outs.items()
+    )
+    return f"schema: '2.0'\nstages:\n  s:\n    cmd: x\n    outs:\n{entries}"
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def _repo_with_outputs(tmp_path):
+    """models/a.npz (a file) and models/q (a directory, its listing in the cache)."""
+    (tmp_path / "models" / "q").mkdir(parents=True)
+    (tmp_path / "models" / "a.npz").write_bytes(b"float model")
+    (tmp_path / "models" / "q" / "q8.npz").write_bytes(b"q8")
+    listing = json.dumps([{"md5": _md5(b"q8"), "relpath": "q8.npz"}]).encode()
+    digest = _md5(listing)
+    cached = tmp_path / "cache" / "files" / "md5" / digest[:2] / f"{digest[2:]}.dir"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(listing)
+    outs = {"models/a.npz": _md5(b"float model"), "models/q": f"{digest}.dir", "data/x": "0" * 32}
+    return _lock_of(outs), tmp_path / "cache"
+
+
+def test_outputs_are_checked_file_by_file_against_the_lock(tmp_path):
+    lock, cache = _repo_with_outputs(tmp_path)
+    assert recorded_outputs(lock, "models") == {
+        "models/a.npz": _md5(b"float model"),
+        "models/q": recorded_outputs(lock, "models/q")["models/q"],
+    }
+    assert verify_outputs(lock, tmp_path, cache, "models") == []
+    (tmp_path / "models" / "q" / "q8.npz").write_bytes(b"q8, rebuilt")
+    (tmp_path / "models" / "q" / "q4.npz").write_bytes(b"stale")
+    (tmp_path / "models" / "a.npz").unlink()
+    assert verify_outputs(lock, tmp_path, cache, "models") == [
+        "models/a.npz: missing",
+        "models/q/q4.npz: not in dvc.lock",
+        "models/q/q8.npz: not the file dvc.lock records",
+    ]
+    assert verify_outputs(lock, tmp_path, cache, "nothing") == [
+        "dvc.lock records no output under nothing"
+    ]
+
+
+def test_a_listing_missing_or_corrupt_in_the_cache_is_reported(tmp_path):
+    lock, cache = _repo_with_outputs(tmp_path)
+    (listing,) = cache.rglob("*.dir")
+    listing.write_bytes(listing.read_bytes() + b" ")
+    assert verify_outputs(lock, tmp_path, cache, "models/q") == [
+        "models/q: its listing in the cache is corrupt"
+    ]
+    listing.unlink()
+    (problem,) = verify_outputs(lock, tmp_path, cache, "models/q")
+    assert problem.startswith("models/q: its listing ")
+    assert problem.endswith("(dvc pull it)")
+
+
+def test_the_digest_names_the_recorded_hashes_and_nothing_else(tmp_path):
+    lock, _ = _repo_with_outputs(tmp_path)
+    digest = outputs_digest(lock, "models")
+    assert digest.startswith("sha256:")
+    assert len(digest) == 7 + 64
+    assert outputs_digest(lock.replace("data/x", "data/y"), "models") == digest
+    assert outputs_digest(lock.replace(_md5(b"float model"), "1" * 32), "models") != digest

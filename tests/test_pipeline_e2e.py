@@ -375,9 +375,11 @@ SWEEP = {"worker-0": ["[4,8,16]", "[6,8,16]"], "worker-1": ["[8,12,16]", "[3,8,1
 
 def _start_experiments(worker: Repo, grid: list[str]) -> subprocess.Popen:
     """A worker's process: each experiment of its share, then `dvc exp push` of them all
-    (their data and the run-cache go to the DVC remote)."""
+    (their data and the run-cache go to the DVC remote) and `quantpipe share` (the runs'
+    git-kept outputs, which `--run-cache` leaves out)."""
     steps = [f"{sys.executable} -m dvc exp run -q -S 'quantize.bits={bits}'" for bits in grid]
     steps.append(f"{sys.executable} -m dvc exp push --run-cache origin")
+    steps.append(f"{sys.executable} -m quantpipe.cli share -q")
     return subprocess.Popen(
         ["bash", "-c", " && ".join(steps)],
         cwd=worker.path,

@@ -13,13 +13,13 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.remotes import clone, dvc, error_lines, new_project
 from tests.test_serve import free_port
 
 pytestmark = pytest.mark.slow
@@ -33,20 +33,6 @@ def _require_sshd() -> None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
-
-
-def _run(*args: str | Path, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "HOME": str(cwd.parent / "home")}
-    result = subprocess.run(
-        [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
-    )
-    if check and result.returncode != 0:
-        pytest.fail(f"{' '.join(map(str, args))} failed:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def _dvc(*args: str | Path, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    return _run(sys.executable, "-m", "dvc", *args, cwd=cwd, check=check)
 
 
 def _keypair(path: Path) -> Path:
@@ -89,51 +75,33 @@ def sshd(tmp_path_factory) -> Iterator[tuple[int, Path, Path]]:
     proc.wait(timeout=10)
 
 
-def _project(path: Path) -> Path:
-    """A git + DVC project with one input and one stage, committed."""
-    path.mkdir()
-    (path.parent / "home").mkdir(exist_ok=True)
-    _run("git", "init", "-q", "-b", "main", cwd=path)
-    _dvc("init", "-q", cwd=path)
-    (path / "data.txt").write_text("the data\n")
-    _dvc("add", "-q", "data.txt", cwd=path)
-    _dvc("stage", "add", "-q", "-n", "copy", "-d", "data.txt", "-o", "out.txt",
-         "cp data.txt out.txt", cwd=path)  # fmt: skip
-    _dvc("repro", "-q", cwd=path)
-    _run("git", "add", "-A", cwd=path)
-    _run("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "p", cwd=path)
-    return path
-
-
 def _remote(repo: Path, url: str, key: Path) -> None:
-    _dvc("remote", "add", "--local", "-d", "team", url, cwd=repo)
-    _dvc("remote", "modify", "--local", "team", "keyfile", key, cwd=repo)
+    dvc("remote", "add", "--local", "-d", "team", url, cwd=repo)
+    dvc("remote", "modify", "--local", "team", "keyfile", key, cwd=repo)
 
 
 def test_push_over_ssh_then_a_fresh_clone_pulls_and_runs_no_stage(sshd, tmp_path):
     port, key, _ = sshd
     url = f"ssh://{USER}@127.0.0.1:{port}{tmp_path / 'storage'}"
-    project = _project(tmp_path / "project")
+    project = new_project(tmp_path / "project")
     _remote(project, url, key)
-    _dvc("push", "--run-cache", cwd=project)
+    dvc("push", "--run-cache", cwd=project)
     assert (tmp_path / "storage" / "files" / "md5").is_dir()
     assert (tmp_path / "storage" / "runs").is_dir()
 
-    _run("git", "clone", "-q", project, tmp_path / "clone", cwd=tmp_path)
-    clone = tmp_path / "clone"
-    _remote(clone, url, key)
-    _dvc("pull", cwd=clone)
-    assert (clone / "out.txt").read_text() == "the data\n"
-    repro = _dvc("repro", cwd=clone)
+    fresh = clone(project, tmp_path / "clone")
+    _remote(fresh, url, key)
+    dvc("pull", cwd=fresh)
+    assert (fresh / "out.txt").read_text() == "the data\n"
+    repro = dvc("repro", cwd=fresh)
     assert "Running stage" not in repro.stdout
-    lazy = tmp_path / "lazy"
-    _run("git", "clone", "-q", project, lazy, cwd=tmp_path)
+    lazy = clone(project, tmp_path / "lazy")
     _remote(lazy, url, key)
     # CI's way: restore what a stage that must run needs; skip the rest without fetching it
-    assert "Running stage" not in _dvc("repro", "--pull", "--allow-missing", cwd=lazy).stdout
+    assert "Running stage" not in dvc("repro", "--pull", "--allow-missing", cwd=lazy).stdout
     assert not (lazy / "data.txt").exists()  # not needed, so not fetched
     (lazy / "data.txt").write_text("other data\n")
-    assert "Running stage 'copy'" in _dvc("repro", "--pull", "--allow-missing", cwd=lazy).stdout
+    assert "Running stage 'copy'" in dvc("repro", "--pull", "--allow-missing", cwd=lazy).stdout
 
 
 @pytest.mark.parametrize("what", ["unreachable", "bad key"])
@@ -141,11 +109,11 @@ def test_a_remote_that_fails_says_so_without_a_traceback(sshd, tmp_path, what):
     port, key, stranger = sshd
     if what == "unreachable":
         port, stranger = free_port(), key  # nothing listens there
-    project = _project(tmp_path / "project")
+    project = new_project(tmp_path / "project")
     _remote(project, f"ssh://{USER}@127.0.0.1:{port}{tmp_path / 'storage'}", stranger)
-    failed = _dvc("push", cwd=project, check=False)
+    failed = dvc("push", cwd=project, check=False)
     assert failed.returncode != 0
-    errors = [line for line in failed.stderr.splitlines() if line.startswith("ERROR")]
+    errors = error_lines(failed)
     assert len(errors) == 1, failed.stderr
     assert "Traceback" not in failed.stderr
     assert not (tmp_path / "storage").exists()

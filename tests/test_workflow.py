@@ -66,17 +66,28 @@ def test_the_stages_code_deps_are_checked():
     index(steps, runs("python .ci/stage_deps.py"), "checking the stages' code deps")
 
 
-def test_image_is_built_from_the_reproduced_models_and_pushed_only_after_its_smoke_test():
+MODEL_STAGES = "split train quantize reference mnist_train mnist_quantize"
+
+
+def test_image_is_built_from_the_gated_models_by_hash_and_pushed_only_after_its_smoke_test():
     job = JOBS["container"]
     assert {"test", "reproduce"} <= set(job["needs"])
+    produce = JOBS["reproduce"]["steps"]
+    gate = index(produce, runs(".ci/steps gate"), "gating")
+    pushed = index(produce, runs(f"dvc push {MODEL_STAGES}"), "pushing the gated models")
+    handed = max(i for i, step in enumerate(produce) if uses("actions/upload-artifact")(step))
+    assert produce[handed]["with"]["name"] == "dvc-storage"
+    assert gate < pushed < handed
     steps = job["steps"]
-    download = index(steps, uses("actions/download-artifact"), "downloading the models")
-    assert steps[download]["with"]["name"] == "pipeline"
+    download = index(steps, uses("actions/download-artifact"), "downloading the DVC remote")
+    assert steps[download]["with"]["name"] == "dvc-storage"
+    pull = index(steps, runs(f"dvc pull {MODEL_STAGES}"), "pulling the models by hash")
     build = index(steps, runs(".ci/steps container"), "building and smoke-testing")
     assert steps[build]["env"]["ENGINE"] == "docker"
     login = index(steps, uses("docker/login-action"), "logging in")
     push = index(steps, runs("docker push"), "pushing")
-    assert download < build < login < push
+    assert download < pull < build < login < push
+    assert not any(runs("dvc repro")(step) for step in steps)  # not a rebuild
     for step in (steps[login], steps[push]):
         condition = step["if"]
         assert "github.event_name == 'push'" in condition
@@ -150,7 +161,7 @@ def test_the_sweep_fans_a_grid_out_and_collects_every_experiment():
     }
     runs = "\n".join(step.get("run", "") for step in experiment["steps"])
     assert "dvc exp run --pull" in runs
-    assert "dvc exp push --run-cache origin" in runs
+    assert "dvc exp push --run-cache origin\nquantpipe share" in runs
     assert table["needs"] == "experiment"
     collect = "\n".join(step.get("run", "") for step in table["steps"])
     assert "dvc exp pull origin" in collect
@@ -168,4 +179,3 @@ def test_the_pull_request_report_shows_the_plot_images_from_the_ci_plots_branch(
     assert download < publish < post
     assert "plots/images/index.md" in steps[publish]["run"]
     assert ">> ../report.md" in steps[publish]["run"]
-
