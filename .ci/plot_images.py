@@ -17,15 +17,14 @@ plot cannot be rendered.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+from quantpipe.plotpage import VEGA_LITE, plot_fingerprint
+
 ROOT = Path(__file__).resolve().parents[1]
-#: The Vega-Lite version of the templates in .dvc/plots/ (their ``$schema`` is v5).
-VEGA_LITE = "5.21"
 #: The README's pictures: plot id (its data file) to image format. The scatter plot is a
 #: PNG (as SVG it is a megabyte of circles); the others are small as SVG.
 README_IMAGES = {
@@ -48,7 +47,8 @@ def shown_plots() -> dict[str, dict]:
         ["dvc", "plots", "show", "--json"], cwd=ROOT, capture_output=True, text=True
     )
     if result.returncode != 0:
-        sys.exit(f"error: dvc plots show failed: {result.stderr.strip()[-300:]}")
+        last = (result.stderr.strip().splitlines() or ["no message"])[-1]
+        sys.exit(f"error: dvc plots show failed: {last}")
     plots = {}
     for plot_id, renderers in json.loads(result.stdout)["data"].items():
         vega = [r for r in renderers if r.get("type") == "vega"]
@@ -93,8 +93,7 @@ def write_readme() -> None:
             sys.exit(f"error: dvc plots show has no plot {plot_id}")
         path = README_DIR / f"{image_name(plot_id)}.{fmt}"
         path.write_bytes(render(plots[plot_id], fmt, scale=1))  # small enough for git
-        digest = hashlib.sha256((ROOT / plot_id).read_bytes()).hexdigest()
-        sources[path.name] = {"source": plot_id, "sha256": digest}
+        sources[path.name] = {"source": plot_id, "sha256": plot_fingerprint(ROOT, plot_id)}
     text = json.dumps(sources, indent=2, sort_keys=True) + "\n"
     (README_DIR / "sources.json").write_text(text, encoding="utf-8")
     print(f"{len(sources)} README pictures written to {README_DIR.relative_to(ROOT)}")

@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from quantpipe.plotpage import remote_loads
+from quantpipe.plotpage import remote_loads, without_script_code
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -68,8 +68,7 @@ def main() -> None:
     # drawn: Vega's canvas, or its SVG root (Vega-Embed 7 draws SVG by default)
     canvases = dom.count("<canvas") + len(re.findall(r'<svg\b[^>]*class="marks"', dom))
     # Vega's errors are text in the page; the scripts (Vega's own code among them) are not
-    shown = re.sub(r"(?is)<script\b[^>]*>.*?</script\s*>", "", dom)
-    errors = re.findall(r"(?i)(error[^<]{0,120})", shown)
+    errors = re.findall(r"(?i)(error[^<]{0,120})", without_script_code(dom))
     screenshot = args.out / "plots.png"
     chromium(args.chromium, page.as_uri(), f"--screenshot={screenshot}", "--window-size=1300,3200")
     if plots == 0 or canvases != plots or errors:

@@ -76,7 +76,7 @@ def recorded_outputs(lock_text: str, prefix: str) -> dict[str, str]:
     """The outputs under ``prefix`` that ``dvc.lock`` records, path to md5.
 
     A directory's md5 ends in ``.dir``: it names the JSON listing of its files in DVC's
-    cache. An output listed by several stages (a dependency of later ones) is one entry.
+    cache.
     """
     import yaml
 
@@ -115,8 +115,9 @@ def verify_outputs(lock_text: str, root: Path, cache_dir: Path, prefix: str) -> 
     Returns
     -------
     list of str
-        One line per problem (a file missing, extra or changed; a listing missing or not
-        matching its hash); empty when every file is the one recorded.
+        One line per problem (a file missing, changed, or under ``prefix`` but in no recorded
+        output; a listing missing or not matching its hash); empty when every file under
+        ``prefix`` is one that ``dvc.lock`` records.
     """
     outputs = recorded_outputs(lock_text, prefix)
     if not outputs:
@@ -151,7 +152,21 @@ def verify_outputs(lock_text: str, root: Path, cache_dir: Path, prefix: str) -> 
             for name in sorted(set(listed) & present)
             if _md5(target / name) != listed[name]
         ]
+    problems += [f"{path}: not in dvc.lock" for path in _unrecorded(root, prefix, outputs)]
     return problems
+
+
+def _unrecorded(root: Path, prefix: str, outputs: dict[str, str]) -> list[str]:
+    """Files under ``prefix`` in no recorded output (DVC's own .gitignore files aside)."""
+    base = root / prefix
+    files = sorted(p.relative_to(root).as_posix() for p in base.rglob("*") if p.is_file())
+    return [
+        f
+        for f in files
+        if Path(f).name != ".gitignore"
+        and f not in outputs
+        and not any(f.startswith(f"{o}/") for o, m in outputs.items() if m.endswith(".dir"))
+    ]
 
 
 def outputs_digest(lock_text: str, prefix: str) -> str:

@@ -5,14 +5,11 @@
 
 from pathlib import Path
 
-from quantpipe.variants import variant_name
-
 PARAMS = Path("params.yaml")
 PARAMS_STAMP = Path("data/params.valid.json")
 PLOTS_PAGE = Path("data/plots_page.html")
 
 DVCFILE = Path("dvc.yaml")
-LOCKFILE = Path("dvc.lock")
 RAW_DATA = Path("data/raw/california_housing.npz")
 TRAIN_DATA = Path("data/split/train.npz")
 TEST_DATA = Path("data/split/test.npz")
@@ -31,11 +28,6 @@ MONITOR_PLOT = Path("metrics/monitor/drift.csv")
 def variant_path(variant: str, directory: Path = QUANTIZED_DIR) -> Path:
     """File of a derived model: ``models/quantized/q8.npz``, ``…/float16.npz``."""
     return directory / f"{variant}.npz"
-
-
-def quantized_model_path(bits: int, directory: Path = QUANTIZED_DIR) -> Path:
-    """File of the quantized model of a width: ``models/quantized/q8.npz``."""
-    return variant_path(variant_name(bits), directory)
 
 
 # the digits family (quantpipe.mnist)

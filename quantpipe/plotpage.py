@@ -10,7 +10,14 @@ the placeholder where DVC would put its CDN tags.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+from pathlib import Path
+
+#: The Vega-Lite version of the templates in .dvc/plots/ (their ``$schema`` is v5), for the
+#: page's bundle and for images drawn without a browser.
+VEGA_LITE = "5.21"
 
 #: DVC's placeholders (dvc_render.html.HTML): the plots, and the optional refresh tag.
 PLOTS_PLACEHOLDER = "{plot_divs}"
@@ -76,6 +83,11 @@ def page(bundle: str, about: str) -> str:
     return _PAGE.replace("@ABOUT@", about).replace("@BUNDLE@", bundle)
 
 
+def without_script_code(html: str) -> str:
+    """``html`` with the text inside every script element removed (the tags kept)."""
+    return _SCRIPT_BODY.sub(r"\1</script>", html)
+
+
 def remote_loads(html: str) -> list[str]:
     """The elements of ``html`` that would load something, scripts' code aside.
 
@@ -91,4 +103,33 @@ def remote_loads(html: str) -> list[str]:
         page loads nothing. Text inside script elements (Vega's own code builds ``<img>``
         strings for tooltips) is not markup and is not searched.
     """
-    return REMOTE_LOAD.findall(_SCRIPT_BODY.sub(r"\1</script>", html))
+    return REMOTE_LOAD.findall(without_script_code(html))
+
+
+def plot_fingerprint(root: Path, plot_id: str) -> str:
+    """What a drawing of the stage plot ``plot_id`` depends on, as one sha256.
+
+    The data file's bytes, the template's (``.dvc/plots/<template>.json``; DVC's built-in
+    templates by name), and the plot's properties in ``dvc.yaml`` (title, axes), so that a
+    picture drawn from them is stale when any of the three changes.
+
+    Raises
+    ------
+    KeyError
+        If no stage of ``dvc.yaml`` declares ``plot_id`` as a plot.
+    """
+    import yaml
+
+    stages = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    props = next(
+        (entry[plot_id] or {})
+        for stage in stages.values()
+        for entry in stage.get("plots") or []
+        if isinstance(entry, dict) and plot_id in entry
+    )
+    template = root / ".dvc" / "plots" / f"{props.get('template', 'linear')}.json"
+    digest = hashlib.sha256()
+    digest.update((root / plot_id).read_bytes())
+    digest.update(template.read_bytes() if template.is_file() else template.stem.encode())
+    digest.update(json.dumps(props, sort_keys=True).encode())
+    return digest.hexdigest()

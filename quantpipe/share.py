@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from quantpipe import cli
-from quantpipe.errors import QuantpipeError
+from quantpipe.errors import QuantpipeError, SetupError
 
 log = logging.getLogger("quantpipe.share")
 
@@ -57,49 +57,83 @@ def run_entries(runs_dir: Path) -> list[tuple[str, str]]:
     )
 
 
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
+
+
 def push_run_outputs(root: Path, remote: str | None, jobs: int | None) -> tuple[int, int, int]:
     """Push the outputs of every run the run-cache of the repository ``root`` records.
 
     Returns
     -------
-    runs, pushed, failed : int
-        The runs recorded, the objects sent (files and directory listings), the objects the
-        local cache did not have (runs recorded elsewhere, or collected by ``dvc gc``).
+    runs, pushed, missing : int
+        The runs recorded; the objects sent (files and directory listings; what the remote
+        has already is not sent again); the objects the local cache does not have (runs
+        recorded elsewhere and pulled with ``--run-cache``, or collected by ``dvc gc``),
+        which cannot be pushed from here.
 
     Raises
     ------
+    SetupError
+        If DVC is not installed.
     ShareError
-        If the repository or its remote cannot be opened.
+        If the repository or its remote cannot be opened, or an object present here could
+        not be pushed.
     """
-    from dvc.exceptions import DvcException
-    from dvc.repo import Repo
-
+    try:
+        from dvc.cachemgr import LEGACY_HASH_NAMES
+        from dvc.exceptions import DvcException
+        from dvc.repo import Repo
+    except ModuleNotFoundError:
+        raise SetupError(
+            "'quantpipe share' needs dvc, which is not installed; "
+            "install it with: pip install 'quantpipe[pipeline]'"
+        ) from None
     try:
         repo = Repo(str(root))
     except DvcException as exc:
-        raise ShareError(f"{root}: not a DVC repository ({exc})") from None
+        raise ShareError(f"cannot open the DVC repository at {root}: {_one_line(exc)}") from None
     with repo:
         entries = run_entries(Path(repo.stage_cache.cache_dir))
         if not entries:
             return 0, 0, 0
-        used = repo.stage_cache.get_used_objs(entries)
-        objects = {obj for objs in used.values() for obj in objs}
         try:
-            result = repo.cloud.push(objects, jobs=jobs, remote=remote)
+            # force: a run whose directory listing is nowhere is skipped, not asked about
+            used = repo.stage_cache.get_used_objs(entries, remote=remote, force=True)
         except DvcException as exc:
-            raise ShareError(f"cannot push to the remote: {exc}") from None
-    return len(entries), len(result.transferred), len(result.failed)
+            raise ShareError(f"cannot read the run-cache: {_one_line(exc)}") from None
+        objects = {obj for objs in used.values() for obj in objs}
+
+        def local(obj) -> bool:
+            cache = repo.cache.legacy if obj.name in LEGACY_HASH_NAMES else repo.cache.local
+            return bool(cache.exists(obj.value))
+
+        present = {obj for obj in objects if local(obj)}
+        try:
+            result = repo.cloud.push(present, jobs=jobs, remote=remote)
+        except DvcException as exc:
+            raise ShareError(f"cannot push to the remote: {_one_line(exc)}") from None
+    if result.failed:
+        raise ShareError(
+            f"{len(result.failed)} of {len(present)} objects could not be pushed; "
+            "run quantpipe share again"
+        )
+    return len(entries), len(result.transferred), len(objects) - len(present)
 
 
 def _body(args: argparse.Namespace) -> None:
-    runs, pushed, failed = push_run_outputs(args.repo, args.remote, args.jobs)
+    runs, pushed, missing = push_run_outputs(args.repo, args.remote, args.jobs)
     where = f"remote {args.remote!r}" if args.remote else "the default remote"
+    if runs == 0:
+        log.info("the run-cache records no run: nothing to push")
+        return
     log.info(
-        "%d recorded runs: %d objects pushed to %s, %d missing from the local cache",
+        "%d recorded runs: %d objects pushed to %s (the rest it had); "
+        "%d not in the local cache, so not pushed from here",
         runs,
         pushed,
         where,
-        failed,
+        missing,
     )
 
 

@@ -1,4 +1,4 @@
-"""The checks of single ``params.yaml`` values and of the ``--bits`` flag.
+"""The checks of single ``params.yaml`` values.
 
 Each raises one :class:`~quantpipe.errors.ParamsError` line that names the key and what is
 allowed.

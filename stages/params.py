@@ -43,7 +43,7 @@ def _body(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     _check_batch(params.monitor.batch, args.dvcfile)
     digest = hashlib.sha256(args.params.read_bytes()).hexdigest()
-    write_json(args.stamp, {"path": str(args.params), "sha256": digest, "valid": True})
+    write_json(args.stamp, {"sha256": digest, "valid": True})
     log.info("%s is valid; wrote %s", args.params, args.stamp)
     log.debug("%s", params)
 

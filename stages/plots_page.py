@@ -18,12 +18,10 @@ from quantpipe import cli, paths
 from quantpipe.errors import SetupError
 from quantpipe.io import write_text
 from quantpipe.params import load_params
-from quantpipe.plotpage import page
+from quantpipe.plotpage import VEGA_LITE, page
 
 log = logging.getLogger("quantpipe.plots_page")
 
-#: The Vega-Lite major version of the templates in .dvc/plots/ (their ``$schema``).
-VEGA_LITE = "5.21"
 #: The bundle's own code: the libraries as globals, for DVC's plot elements to call.
 GLOBALS = "window.vegaEmbed = vegaEmbed; window.vega = vega; window.vegaLite = vegaLite;"
 

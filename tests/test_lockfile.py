@@ -121,10 +121,13 @@ def test_outputs_are_checked_file_by_file_against_the_lock(tmp_path):
     (tmp_path / "models" / "q" / "q8.npz").write_bytes(b"q8, rebuilt")
     (tmp_path / "models" / "q" / "q4.npz").write_bytes(b"stale")
     (tmp_path / "models" / "a.npz").unlink()
+    (tmp_path / "models" / "stray.npz").write_bytes(b"in no output")
+    (tmp_path / "models" / ".gitignore").write_text("/a.npz\n")  # DVC's own
     assert verify_outputs(lock, tmp_path, cache, "models") == [
         "models/a.npz: missing",
         "models/q/q4.npz: not in dvc.lock",
         "models/q/q8.npz: not the file dvc.lock records",
+        "models/stray.npz: not in dvc.lock",
     ]
     assert verify_outputs(lock, tmp_path, cache, "nothing") == [
         "dvc.lock records no output under nothing"

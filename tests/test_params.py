@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 
 import pytest
 import yaml
@@ -340,15 +342,19 @@ def test_the_params_stage_refuses_a_monitor_batch_nobody_has_or_writes(tmp_path,
     from stages import params as stage
 
     path = _committed_with(tmp_path, "batch: data/split/test.npz", "batch: data/missing.csv")
-    argv = ["--params", str(path), "--dvcfile", str(REPO_ROOT / "dvc.yaml"), "-q"]
-    assert stage.main(argv) == 1
+    stamp = tmp_path / "params.valid.json"
+    argv = ["--params", str(path), "--dvcfile", str(REPO_ROOT / "dvc.yaml"), "--stamp", str(stamp)]
+    assert stage.main([*argv, "-q"]) == 1
     assert capsys.readouterr().err == (
         "error: params.yaml: monitor.batch = 'data/missing.csv': no such file, and no stage "
         "writes it; give the path of an existing .csv or .npz\n"
     )
     default = _committed_with(tmp_path, "batch: data/split/test.npz", "batch: data/split/test.npz")
     argv[1] = str(default)
-    assert stage.main(argv) == 0  # not there yet, perhaps, but the split stage writes it
+    assert not stamp.exists()  # an invalid file is not stamped
+    assert stage.main([*argv, "-q"]) == 0  # not there yet, perhaps, but the split stage writes it
+    digest = hashlib.sha256(default.read_bytes()).hexdigest()
+    assert json.loads(stamp.read_text()) == {"sha256": digest, "valid": True}
 
 
 @pytest.mark.parametrize(

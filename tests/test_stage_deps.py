@@ -115,7 +115,8 @@ def test_write_lists_the_closure_and_keeps_the_rest(tree):
 
 
 def test_entry_module_of_a_command():
-    assert deps.entry_module("python -m stages.quantize --bits ${item.bits}") == "stages.quantize"
+    command = "python -m stages.monitor --batch ${monitor.batch}"
+    assert deps.entry_module(command) == "stages.monitor"
     assert deps.entry_module("echo hi") is None
 
 
