@@ -3,14 +3,15 @@
 Both start from the data already local (the archive in ``QUANTPIPE_DATA`` for the pipeline,
 scikit-learn's cache in ``SCIKIT_LEARN_DATA`` for the scripts) and
 nothing else: the housing pipeline in a fresh clone of this repository (``dvc repro --force
-params evaluate monitor``: fetch, split, train, two quantized widths, the integer variant,
-three casts, evaluate, reference, monitor; the digits family's stages, which the peer does
-not do, are left out), the peer as two scripts in the style of a project's first
+params evaluate monitor``: params, fetch, split, train, quantize (every width, the integer
+variant and the casts), evaluate, reference, monitor; the digits family's stages, which the
+peer does not do, are left out), the peer as two scripts in the style of a project's first
 commit, ``train.py`` (fetch, split, ``LinearRegression().fit``, ``joblib.dump``) and
 ``quantize.py`` (8- and 16-bit symmetric codes of the coefficients, their R² on the test
 split). Medians of ``--runs`` runs of each, one process after the other, printed as markdown.
 
-Run from the repository root after the quick start::
+Run from the repository root after the quick start (here:
+``SCIKIT_LEARN_DATA=../shared/data/scikit_learn_data QUANTPIPE_DATA=../shared/data``)::
 
     python benchmarks/startup_bench.py [--runs 3] [--rev REV]
 """
