@@ -24,13 +24,21 @@ def main() -> int:
     for name, help_text in (("verify", "check outputs by hash"), ("digest", "name outputs")):
         sub.add_parser(name, help=help_text).add_argument("prefix")
     args = p.parse_args()
+    lock = Path(getattr(args, "lock", "dvc.lock"))
+    try:
+        text = lock.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = ""
+    if not text or not Path("dvc.yaml").is_file():
+        sys.exit(f"error: no {lock} and dvc.yaml here: run from the repository's root")
     if args.command == "comparable":
-        text = Path(args.lock).read_text(encoding="utf-8")
         sys.stdout.write(comparable_lock(text, Path("dvc.yaml")))
         return 0
-    text = Path("dvc.lock").read_text(encoding="utf-8")
     if args.command == "digest":
-        print(outputs_digest(text, args.prefix))
+        try:
+            print(outputs_digest(text, args.prefix))
+        except ValueError as exc:
+            sys.exit(f"error: {exc}")
         return 0
     problems = verify_outputs(text, Path("."), Path(".dvc/cache"), args.prefix)
     for line in problems:

@@ -79,7 +79,10 @@ def write_all(out: Path) -> None:
             if not data:
                 sys.exit(f"error: plot {plot_id}: the {fmt} is empty")
             (out / f"{name}.{fmt}").write_bytes(data)
-        lines += [f"**{spec.get('title') or plot_id}**", "", f"![{plot_id}]({name}.png)", ""]
+        title = spec.get("title") or plot_id
+        if isinstance(title, dict):  # DVC's built-in templates give {"text": ..., ...}
+            title = title.get("text") or plot_id
+        lines += [f"**{title}**", "", f"![{plot_id}]({name}.png)", ""]
     (out / "index.md").write_text("\n".join(lines), encoding="utf-8")
     print(f"{len(lines) // 4} plots rendered as SVG and PNG into {out}")
 

@@ -170,6 +170,18 @@ def _unrecorded(root: Path, prefix: str, outputs: dict[str, str]) -> list[str]:
 
 
 def outputs_digest(lock_text: str, prefix: str) -> str:
-    """One name for the outputs under ``prefix``: sha256 of their sorted ``path md5`` lines."""
-    lines = "".join(f"{p} {m}\n" for p, m in recorded_outputs(lock_text, prefix).items())
+    """One name for the outputs under ``prefix``: sha256 of their sorted ``path md5`` lines.
+
+    It names what ``dvc.lock`` records (what :func:`verify_outputs` checks files against),
+    not the files present.
+
+    Raises
+    ------
+    ValueError
+        If ``dvc.lock`` records no output under ``prefix``.
+    """
+    outputs = recorded_outputs(lock_text, prefix)
+    if not outputs:
+        raise ValueError(f"dvc.lock records no output under {prefix}")
+    lines = "".join(f"{p} {m}\n" for p, m in outputs.items())
     return "sha256:" + hashlib.sha256(lines.encode()).hexdigest()

@@ -1,4 +1,4 @@
-"""``quantpipe share``: push what ``dvc push --run-cache`` leaves out, the runs' git-kept outputs.
+"""``quantpipe share``: push every recorded run's outputs, git-kept ones included, to the remote.
 
 DVC's run-cache records each stage run: the hashes of its inputs and of its outputs.
 ``dvc push --run-cache`` (and ``dvc exp push --run-cache``) sends those records and the
@@ -122,6 +122,7 @@ def push_run_outputs(root: Path, remote: str | None, jobs: int | None) -> tuple[
 
 
 def _body(args: argparse.Namespace) -> None:
+    logging.getLogger("dvc").propagate = False  # DVC prints its own warnings, once
     runs, pushed, missing = push_run_outputs(args.repo, args.remote, args.jobs)
     where = f"remote {args.remote!r}" if args.remote else "the default remote"
     if runs == 0:
@@ -139,7 +140,11 @@ def _body(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None, prog: str = "quantpipe share") -> int:
     """Run the command; returns the exit status."""
-    p = cli.parser(prog, __doc__.split("\n\n")[0].replace("``", "'"))
+    p = cli.parser(
+        prog,
+        "Push the outputs of every run DVC's run-cache records here, the git-kept ones "
+        "(metrics, plots) included, which dvc push --run-cache leaves out.",
+    )
     p.add_argument("-r", "--remote", help="DVC remote (default: the repository's default)")
     p.add_argument("-j", "--jobs", type=int, help="parallel transfers (default: DVC's)")
     p.add_argument("--repo", type=Path, default=Path("."), help="the DVC repository")

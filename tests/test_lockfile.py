@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
 import yaml
 
 from quantpipe.lockfile import (
@@ -154,3 +155,5 @@ def test_the_digest_names_the_recorded_hashes_and_nothing_else(tmp_path):
     assert len(digest) == 7 + 64
     assert outputs_digest(lock.replace("data/x", "data/y"), "models") == digest
     assert outputs_digest(lock.replace(_md5(b"float model"), "1" * 32), "models") != digest
+    with pytest.raises(ValueError, match=r"dvc\.lock records no output under modelz"):
+        outputs_digest(lock, "modelz")
