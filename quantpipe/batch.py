@@ -23,6 +23,11 @@ from typing import TextIO
 
 import numpy as np
 
+try:
+    import orjson
+except ModuleNotFoundError:  # quantpipe without the serve extra: repr, slower, the same bytes
+    orjson = None  # type: ignore[assignment]
+
 from quantpipe import cli
 from quantpipe.errors import InputError, PredictionError
 from quantpipe.io import atomic_path
@@ -32,9 +37,25 @@ from quantpipe.tables import FORMATS, read_chunks
 log = logging.getLogger("quantpipe.predict")
 
 
+#: Where Python's ``repr`` of a float switches to exponent notation (and orjson's does not
+#: switch at the same place): below 1e-4 and from 1e16 on, in magnitude.
+_REPR_DECIMAL = (1e-4, 1e16)
+
+
 def format_predictions(y: np.ndarray) -> str:
-    """One prediction per line, each the shortest text that reads back as the same float64."""
-    return "".join(f"{value!r}\n" for value in y.tolist())
+    """One prediction per line, each ``repr`` of its float64 (the shortest that reads back).
+
+    orjson writes the same shortest digits ten times faster (both are shortest round-trip
+    algorithms, and shortest digits are unique), but its exponent notation differs from
+    ``repr``'s for magnitudes below 1e-4 or from 1e16 on: a chunk with one of those (for house
+    values, one near zero) is written by ``repr``, so the bytes are ``repr``'s either way.
+    """
+    values = y.tolist()
+    magnitude = np.abs(y)
+    plain = ((magnitude >= _REPR_DECIMAL[0]) | (y == 0)) & (magnitude < _REPR_DECIMAL[1])
+    if orjson is None or not plain.all() or not len(values):
+        return "".join(f"{value!r}\n" for value in values)
+    return orjson.dumps(values)[1:-1].replace(b",", b"\n").decode("ascii") + "\n"
 
 
 def _utf8_stdin() -> TextIO:

@@ -232,3 +232,37 @@ def test_console_command_streams_stdin_to_stdout(models):
     assert result.stderr == ""
     expected = ModelRegistry.from_directory(models).get("q8").predict(X)
     assert_array_equal([float(v) for v in result.stdout.split()], expected)
+
+
+def _repr_lines(values) -> str:
+    return "".join(f"{v!r}\n" for v in np.asarray(values, dtype=np.float64).tolist())
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [2.0, 0.1, 4.526, -0.0, 0.0, 1e-4, 9999999999999998.0, 123.456789012345678],
+        [1e-5, 2.5],  # exponent notation: repr's, not orjson's (1e-05, not 1e-5)
+        [1e16, 3.0],  # likewise (1e+16, not 1e16)
+        [-2.2250738585072014e-308, 1.7976931348623157e308],
+        [],
+    ],
+)
+def test_predictions_are_written_as_repr_writes_them(values):
+    assert predict.format_predictions(np.asarray(values, dtype=np.float64)) == _repr_lines(values)
+
+
+def test_predictions_text_is_repr_for_random_floats():
+    rng = np.random.default_rng(0)
+    for scale in (1.0, 1e-3, 1e3, 1e12):
+        values = rng.normal(2.0, 1.0, 2000) * scale
+        assert predict.format_predictions(values) == _repr_lines(values)
+    bits = np.frombuffer(rng.bytes(8 * 4000), dtype=np.float64)
+    finite = bits[np.isfinite(bits)]
+    assert predict.format_predictions(finite) == _repr_lines(finite)
+
+
+def test_without_orjson_the_same_bytes(monkeypatch):
+    values = np.array([2.5, 0.1, 3.25])
+    monkeypatch.setattr(predict, "orjson", None)
+    assert predict.format_predictions(values) == "2.5\n0.1\n3.25\n"
