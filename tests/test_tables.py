@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 
 import numpy as np
 import pytest
@@ -128,3 +129,61 @@ def test_text_that_is_not_utf8_is_one_line():
     stream = io.TextIOWrapper(io.BytesIO(b"MedInc\xff,x\n"), encoding="utf-8")
     with pytest.raises(InputError, match=r"^the input is not UTF-8 text \(invalid start byte\)"):
         list(read_chunks(stream, FEATURE_NAMES))
+
+
+def _slow_jsonl(lines, names, monkeypatch):
+    from quantpipe import tables
+
+    with monkeypatch.context() as m:
+        m.setattr(tables, "orjson", None)
+        return tables.parse_jsonl(lines, 1, names)
+
+
+def test_list_form_json_lines_take_the_fast_path_with_the_same_values(monkeypatch):
+    from quantpipe.tables import _fast_jsonl, parse_jsonl
+
+    lines = ["[1, 2]\n", "\n", "  [3.5,-4e-3] \n", "[0, -0.0]\n", "[123456789012345678901, 1e300]"]
+    fast = _fast_jsonl(lines, 2)
+    assert fast is not None
+    X, y = parse_jsonl(lines, 1, ["a", "b"])
+    slow_X, slow_y = _slow_jsonl(lines, ["a", "b"], monkeypatch)
+    assert y is None
+    assert slow_y is None
+    assert X.tobytes() == slow_X.tobytes() == fast.tobytes()  # -0.0 kept, bit for bit
+    rng = np.random.default_rng(1)
+    values = np.concatenate([rng.normal(0, 1e3, 4000), rng.normal(0, 1e-7, 4000)]).reshape(-1, 8)
+    random_lines = ["[" + ",".join(map(repr, row)) + "]\n" for row in values.tolist()]
+    assert _fast_jsonl(random_lines, 8).tobytes() == values.tobytes()
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "[true, 1]",
+        '["1", 2]',
+        "[null, 1]",
+        "[1]",
+        "[1, 2, 3]",
+        "[[1, 2]]",
+        "[1, 2], [3, 4]",
+        '{"a": 1, "b": 2}',
+        "[1e999, 1]",
+        "[NaN, 1]",
+        "[01, 2]",
+        "[1,, 2]",
+        "[1, 2",
+    ],
+)
+def test_anything_but_lists_of_numbers_is_left_to_the_line_by_line_parser(line, monkeypatch):
+    from quantpipe.tables import _fast_jsonl, parse_jsonl
+
+    lines = ["[1, 2]\n", line + "\n"]
+    assert _fast_jsonl(lines, 2) is None
+    try:
+        expected = _slow_jsonl(lines, ["a", "b"], monkeypatch)
+    except InputError as exc:
+        with pytest.raises(InputError, match=re.escape(str(exc))):
+            parse_jsonl(lines, 1, ["a", "b"])
+    else:  # an object line with the features' keys is valid, line by line
+        X, _ = parse_jsonl(lines, 1, ["a", "b"])
+        assert X.tobytes() == expected[0].tobytes()
