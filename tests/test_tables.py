@@ -154,6 +154,16 @@ def test_list_form_json_lines_take_the_fast_path_with_the_same_values(monkeypatc
     values = np.concatenate([rng.normal(0, 1e3, 4000), rng.normal(0, 1e-7, 4000)]).reshape(-1, 8)
     random_lines = ["[" + ",".join(map(repr, row)) + "]\n" for row in values.tolist()]
     assert _fast_jsonl(random_lines, 8).tobytes() == values.tobytes()
+    # digits past float64's, halfway cases: rounded as Python's float() rounds them
+    hard = [
+        "1.00000000000000011102230246251565404236316680908203125",
+        "0.1000000000000000055511151231257827021181583404541015625",
+        "2.2250738585072011e-308",
+        "9007199254740993",
+    ]
+    hard_lines = [f"[{a}, {b}]\n" for a, b in zip(hard, hard[::-1], strict=True)]
+    expected = np.array([[float(a), float(b)] for a, b in zip(hard, hard[::-1], strict=True)])
+    assert _fast_jsonl(hard_lines, 2).tobytes() == expected.tobytes()
 
 
 @pytest.mark.parametrize(
