@@ -115,8 +115,8 @@ def push_run_outputs(root: Path, remote: str | None, jobs: int | None) -> tuple[
             raise ShareError(f"cannot push to the remote: {_one_line(exc)}") from None
     if result.failed:
         raise ShareError(
-            f"{len(result.failed)} of {len(present)} objects could not be pushed; "
-            "run quantpipe share again"
+            f"{len(result.failed)} of {len(present)} objects could not be pushed (a directory's "
+            "files missing here, or the remote refused them: DVC's warning above names them)"
         )
     return len(entries), len(result.transferred), len(objects) - len(present)
 
