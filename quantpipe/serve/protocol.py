@@ -1,6 +1,12 @@
 """The Open Inference Protocol's REST messages: parse an infer request, format a response.
 
 Pure: bytes in, arrays and bytes out, no HTTP, testable in process.
+
+A large JSON request (a batch of rows) is read by simdjson, its ``data`` straight into a
+float64 buffer, when it holds numbers only, in rows of equal length and no deeper
+(:func:`_fast_request`): a 1,000-row body in about a third of the time orjson takes to make
+its Python floats. Anything else, and any body when simdjson is not installed, goes
+through orjson, which says what is wrong; the two give the same request.
 """
 
 from __future__ import annotations
@@ -13,6 +19,11 @@ from typing import Any
 import numpy as np
 import orjson
 
+try:
+    import simdjson
+except ModuleNotFoundError:  # the orjson path alone: slower for large bodies, the same answers
+    simdjson = None  # type: ignore[assignment]
+
 from quantpipe.errors import RequestError, show
 
 SERVER_NAME = "quantpipe"
@@ -23,6 +34,9 @@ OUTPUT_NAME = "predictions"
 HEADER_LENGTH = "inference-header-content-length"
 DTYPES: dict[str, np.dtype] = {"FP64": np.dtype("<f8"), "FP32": np.dtype("<f4")}
 EXTENSIONS = ["binary_tensor_data"]
+#: JSON bodies from this size on try simdjson (:func:`_fast_request`); smaller ones cost
+#: less through orjson than the fast path's checks.
+FAST_JSON_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -127,7 +141,12 @@ def parse_infer_request(body: bytes, header_length: str | None, n_features: int)
         other than FP64/FP32, a shape other than ``[n, n_features]``, values that are not
         numbers or not finite, binary data of the wrong size, an unknown output.
     """
-    json_part, tail, request, params, tensor = envelope(body, header_length, INPUT_NAME)
+    json_part, tail = _split_body(body, header_length)
+    fast = _fast_request(json_part) if not tail else None
+    if fast is None:
+        json_part, tail, request, params, tensor = envelope(body, header_length, INPUT_NAME)
+    else:
+        request, params, tensor = _checked_envelope(_checked_request(fast), INPUT_NAME)
     where = f"input {show(_name(tensor))}"
     datatype, n = _datatype_and_rows(tensor, where, n_features)
     X = _tensor_values(tensor, where, datatype, (n, n_features), json_part, tail)
@@ -155,12 +174,18 @@ def envelope(
         400 if the JSON is malformed or there is not exactly one input tensor.
     """
     json_part, tail = _split_body(body, header_length)
-    request = _request_object(json_part)
+    return json_part, tail, *_checked_envelope(_request_object(json_part), input_name)
+
+
+def _checked_envelope(
+    request: dict[str, Any], input_name: str
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The request, its ``parameters`` and its one input tensor, checked."""
     params = _object(request.get("parameters"), "'parameters'")
     inputs = request.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise RequestError(400, f"'inputs' must be a list of one tensor, {input_name!r}")
-    return json_part, tail, request, params, inputs[0]
+    return request, params, inputs[0]
 
 
 def _request_object(json_part: bytes) -> dict[str, Any]:
@@ -169,12 +194,85 @@ def _request_object(json_part: bytes) -> dict[str, Any]:
         request = orjson.loads(json_part)
     except orjson.JSONDecodeError as exc:
         raise RequestError(400, f"malformed JSON: {exc}") from None
+    return _checked_request(request)
+
+
+def _checked_request(request: Any) -> dict[str, Any]:
+    """The request object, checked: a JSON object with a valid ``id`` if it has one."""
     if not isinstance(request, dict):
         raise RequestError(400, "the request must be a JSON object with 'inputs'")
     request_id = request.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise RequestError(400, "'id' must be a string")
     return request
+
+
+def _python(value: Any) -> Any:
+    """A simdjson value as orjson gives it: lists and dicts for its arrays and objects."""
+    if isinstance(value, simdjson.Array):
+        return value.as_list()
+    if isinstance(value, simdjson.Object):
+        return value.as_dict()
+    return value
+
+
+def _unique_keys(obj: Any) -> list[str]:
+    """An object's keys; ValueError if one repeats (simdjson keeps both, orjson the last)."""
+    keys = list(obj.keys())
+    if len(set(keys)) != len(keys):
+        raise ValueError("a repeated key")
+    return keys
+
+
+def _fast_request(json_part: bytes) -> dict[str, Any] | None:
+    """The request as orjson gives it, its input's ``data`` a float64 array; or None.
+
+    The array is flat, or one row per list, read by simdjson. This path applies when the
+    body is large, is a JSON object whose ``inputs`` is a list of one object with no key
+    repeated, and whose ``data`` holds numbers only (simdjson's buffer refuses true, false,
+    null and strings, and a number beyond float64), either flat or as lists of one length
+    with no deeper nesting. The nesting is checked by counting: the body's ``[`` must be
+    those of the other fields (re-serialized) and the data's lists, exactly, so that an
+    extra list anywhere in ``data`` (``[1, [2]]``), or an escaped bracket in a string, sends
+    the request to the orjson path. None is never an error: that path reads the body again
+    and says what is wrong.
+    """
+    if simdjson is None or len(json_part) < FAST_JSON_BYTES:
+        return None
+    try:
+        doc = simdjson.Parser().parse(json_part)  # a parser of its own: free to make
+        if not isinstance(doc, simdjson.Object):
+            return None
+        request = {k: doc[k] for k in _unique_keys(doc)}
+        inputs = request.get("inputs")
+        if not isinstance(inputs, simdjson.Array) or len(inputs) != 1:
+            return None
+        tensor_doc = inputs[0]
+        if not isinstance(tensor_doc, simdjson.Object):
+            return None
+        tensor = {k: tensor_doc[k] for k in _unique_keys(tensor_doc)}
+        data = tensor.pop("data", None)
+        if not isinstance(data, simdjson.Array) or len(data) == 0:
+            return None
+        values = np.frombuffer(data.as_buffer(of_type="d"), dtype=np.float64)
+        rows = len(data)
+        if rows == values.size:  # flat: numbers only
+            shape, lists = (rows,), 1
+        else:  # one list per row, each of the same length
+            width = values.size // rows
+            if rows * width != values.size or not all(len(row) == width for row in data):
+                return None
+            shape, lists = (rows, width), 1 + rows
+        light = {k: _python(v) for k, v in request.items() if k != "inputs"}
+        light_tensor = {k: _python(v) for k, v in tensor.items()}
+        others = orjson.dumps({**light, "inputs": [light_tensor]}).count(b"[")
+    except (ValueError, TypeError, RuntimeError, IndexError, RecursionError):  # not this path
+        return None
+    if json_part.count(b"[") != others + lists:
+        return None
+    light_tensor["data"] = values.reshape(shape)
+    light["inputs"] = [light_tensor]
+    return light
 
 
 def _datatype_and_rows(tensor: dict[str, Any], where: str, n_features: int) -> tuple[str, int]:
@@ -224,7 +322,8 @@ def _tensor_values(
         raise RequestError(400, f"{where}: bytes after the JSON header but no binary_data_size")
     if "data" not in tensor:
         raise RequestError(400, f"{where}: no 'data' and no binary_data_size")
-    array = _tensor_from_json(tensor["data"], json_part, where)
+    data = tensor["data"]  # an array already, from simdjson (_fast_request), or JSON
+    array = data if isinstance(data, np.ndarray) else _tensor_from_json(data, json_part, where)
     if array.size != n * n_features or array.shape not in ((n * n_features,), shape):
         raise RequestError(
             400,

@@ -1,0 +1,107 @@
+"""Large JSON requests read by simdjson give what the orjson path gives, or go to it."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pytest
+
+from quantpipe.errors import RequestError
+from quantpipe.serve import protocol
+
+ROWS = np.random.default_rng(0).normal(2.0, 3.0, (1000, 8))
+
+
+def _body(data: str, name: str = '"input-0"', extra: str = "", datatype: str = "FP64") -> bytes:
+    return (
+        f'{{"id": "r1", {extra}"inputs": [{{"name": {name}, "shape": [1000, 8], '
+        f'"datatype": "{datatype}", "data": {data}}}]}}'
+    ).encode()
+
+
+GOOD = orjson.dumps(ROWS.tolist()).decode()
+
+
+def _slow(body: bytes, monkeypatch) -> protocol.InferRequest | str:
+    with monkeypatch.context() as m:
+        m.setattr(protocol, "simdjson", None)
+        try:
+            return protocol.parse_infer_request(body, None, 8)
+        except RequestError as exc:
+            return f"{exc.status} {exc}"
+
+
+def _either(body: bytes) -> protocol.InferRequest | str:
+    try:
+        return protocol.parse_infer_request(body, None, 8)
+    except RequestError as exc:
+        return f"{exc.status} {exc}"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _body(GOOD),
+        _body(orjson.dumps(ROWS.ravel().tolist()).decode()),  # flat
+        _body(GOOD, datatype="FP32"),
+        _body(GOOD, extra='"parameters": {"binary_data_output": true}, '),
+        _body(GOOD.replace("[", "[ ").replace(",", " , ")),  # whitespace
+    ],
+)
+def test_a_valid_large_request_is_read_by_simdjson_with_the_same_values(body, monkeypatch):
+    assert protocol._fast_request(body) is not None
+    fast, slow = _either(body), _slow(body, monkeypatch)
+    assert isinstance(fast, protocol.InferRequest)
+    assert isinstance(slow, protocol.InferRequest)
+    assert fast.X.tobytes() == slow.X.tobytes()
+    assert (fast.id, fast.binary_output) == (slow.id, slow.binary_output)
+
+
+ROW = "[1.5, 2, 3, 4, 5, 6, 7, 8]"
+REST = ", ".join([ROW] * 999)
+
+
+@pytest.mark.parametrize(
+    ("what", "body"),
+    [
+        ("a boolean", _body(f"[[true, 2, 3, 4, 5, 6, 7, 8], {REST}]")),
+        ("a string", _body(f'[["1.5", 2, 3, 4, 5, 6, 7, 8], {REST}]')),
+        ("a null", _body(f"[[null, 2, 3, 4, 5, 6, 7, 8], {REST}]")),
+        (
+            "a short row",
+            _body(f"[[1, 2, 3, 4, 5, 6, 7], [1, 2, 3, 4, 5, 6, 7, 8, 9], {REST[: -len(ROW) - 2]}]"),
+        ),
+        ("a list in a row", _body(f"[[[1], 2, 3, 4, 5, 6, 7, 8], {REST}]")),
+        ("a row that is a number", _body(f"[1, {REST}]")),
+        ("a number beyond float64", _body(f"[[1e400, 2, 3, 4, 5, 6, 7, 8], {REST}]")),
+        (
+            "a huge integer",
+            _body(f"[[123456789012345678901234567890, 2, 3, 4, 5, 6, 7, 8], {REST}]"),
+        ),
+        ("data twice", _body(f'{GOOD}, "data": [[0, 0, 0, 0, 0, 0, 0, 0]]')),
+        ("inputs twice", _body(GOOD, extra='"inputs": [], ')),
+        ("the datatype twice", _body(GOOD + ', "datatype": "FP32"')),  # orjson: the last
+        ("the id twice", _body(GOOD, extra='"id": "r2", ')),
+        ("an escaped bracket in a name", _body(GOOD, name='"a\\u005bb"')),
+        ("a bracket in a name", _body(GOOD, name='"a[b"')),
+        ("deep parameters", _body(GOOD, extra='"parameters": ' + "[" * 600 + "]" * 600 + ", ")),
+        ("rows that do not match the shape", _body(f"[{REST}]")),
+        ("no data", _body("[]")),
+    ],
+)
+def test_anything_else_gets_the_orjson_paths_answer(what, body, monkeypatch):
+    assert _answer(_either(body)) == _answer(_slow(body, monkeypatch)), what
+
+
+def _answer(result: protocol.InferRequest | str) -> tuple:
+    if isinstance(result, str):
+        return ("error", result)
+    return ("request", result.id, result.binary_output, result.X.tobytes())
+
+
+def test_nested_lists_and_non_numbers_never_take_the_fast_path():
+    assert protocol._fast_request(_body(f"[[[1], 2, 3, 4, 5, 6, 7, 8], {REST}]")) is None
+    assert protocol._fast_request(_body(f"[[true, 2, 3, 4, 5, 6, 7, 8], {REST}]")) is None
+    assert protocol._fast_request(_body(f'{GOOD}, "data": [[0]]')) is None
+    assert protocol._fast_request(_body(GOOD, name='"a\\u005bb"')) is None
+    assert protocol._fast_request(b'{"inputs": []}') is None  # small: orjson's
