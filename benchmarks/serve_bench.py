@@ -2,11 +2,13 @@
 
 Measures, on loopback with wrk, requests/s and p50/p99 latency of infer calls of 1 row and
 of 1,000 rows (JSON, and the binary tensor data extension) at concurrency 1 and 8, first
-for ``quantpipe serve`` and then for MLServer serving the same model (``models/fp64.joblib``)
-with its default settings and with ``parallel_workers: 0`` (inference in the server
-process, its faster setting on a small machine) and with two parallel workers; quantpipe
-runs with one and with two worker processes. Then times the batch command on 1,000,000
-rows. Prints markdown tables and, per cell, quantpipe's best against MLServer's best.
+for ``quantpipe serve``, then for the framework's floor (a bare Starlette app on the same
+uvicorn settings that parses the same request and answers a constant), then for MLServer
+serving the same model (``models/fp64.joblib``) with its default settings and with
+``parallel_workers: 0`` (inference in the server process, its faster setting on a small
+machine) and with two parallel workers; quantpipe runs with one and with two worker
+processes. Then times the batch command on 1,000,000 rows. Prints markdown tables and, per
+cell, quantpipe's best against MLServer's best and against the floor.
 
 Run from the repository root after ``dvc repro``, with wrk installed (``apt-get install
 wrk``)::
@@ -45,6 +47,39 @@ import numpy as np
 from quantpipe.data import FEATURE_NAMES, load_dataset
 
 MLSERVER_PACKAGES = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop==0.21.0"]
+#: The framework's floor: a bare Starlette app on the settings ``quantpipe serve`` gives
+#: uvicorn (httptools, uvloop, no access log, no server header), which reads the same
+#: request, parses it with orjson as a JSON body (the JSON header of a binary one), and
+#: answers a constant. No server built on this stack can be faster per request.
+FLOOR_APP = """
+import sys
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+
+ANSWER = b'{"model_name":"fp64","outputs":[]}'
+
+
+async def infer(request):
+    body = await request.body()
+    length = request.headers.get("inference-header-content-length")
+    orjson.loads(body[: int(length)] if length else body)
+    return Response(ANSWER, media_type="application/json")
+
+
+async def ready(request):
+    return Response(b"", status_code=200)
+
+
+app = Starlette(routes=[
+    Route("/v2/models/{name}/infer", infer, methods=["POST"]),
+    Route("/v2/health/ready", ready),
+])
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), http="httptools", loop="uvloop",
+            log_level="warning", access_log=False, server_header=False)
+"""
 PAYLOADS = ("1-row JSON", "1000-row JSON", "1000-row binary")
 ROWS = {"1-row JSON": 1, "1000-row JSON": 1000, "1000-row binary": 1000}
 CONCURRENCY = {1: ("-t1", "-c1"), 8: ("-t2", "-c8")}
@@ -86,6 +121,13 @@ def start_quantpipe(
         command += ["--models-dir", str(checkout / "models")]
     command += ["--workers", str(workers), *extra]
     proc = subprocess.Popen(command, start_new_session=True, env=env)
+    return proc, port, wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc)
+
+
+def start_floor() -> tuple[subprocess.Popen, int, float]:
+    """The framework's floor (:data:`FLOOR_APP`) on a free port, once ready."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", FLOOR_APP, str(port)], start_new_session=True)
     return proc, port, wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc)
 
 
@@ -316,6 +358,21 @@ def comparison(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def floor_comparison(results: dict[str, dict]) -> str:
+    """quantpipe's best req/s per cell as a share of the bare framework's."""
+    ours = [n for n in results if n.startswith("quantpipe")]
+    lines = [
+        "| payload | concurrency | req/s: quantpipe / bare Starlette | share of the floor |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for payload in PAYLOADS:
+        for c in CONCURRENCY:
+            a = max(results[n][(payload, c)]["rps"] for n in ours)
+            b = results["floor"][(payload, c)]["rps"]
+            lines.append(f"| {payload} | {c} | {a:,.0f} / {b:,.0f} | {a / b:.0%} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=int, default=10, help="wrk duration of each measurement")
@@ -349,6 +406,15 @@ def main() -> None:
         finally:
             stop(proc)
 
+    proc, port, ready = start_floor()
+    try:
+        print(f"floor (bare Starlette) ready in {ready:.1f} s", flush=True)
+        scripts = write_bodies(args.workdir, X, "input-0")
+        url = f"http://127.0.0.1:{port}/v2/models/fp64/infer"
+        results["floor"] = measure("floor", url, scripts, args.seconds)
+    finally:
+        stop(proc)
+
     if not args.skip_mlserver:
         venv = args.mlserver_venv or mlserver_venv(args.workdir)
         scripts = write_bodies(args.workdir, X, "predict")
@@ -368,6 +434,8 @@ def main() -> None:
     if any(n.startswith("MLServer") for n in results):
         print("\n## quantpipe's best against MLServer's best, per cell\n")
         print(comparison(results))
+    print("\n## quantpipe's best against the framework's floor, per cell\n")
+    print(floor_comparison(results))
     print(
         f"\nbatch: quantpipe predict --model q8 on 1,000,000 CSV rows ({mb:.0f} MB): "
         f"{rows_per_s:,.0f} rows/s (median of 3)"
