@@ -25,6 +25,11 @@ def show(value: Any) -> str:
     return cut(text, 60)
 
 
+def one_line(text: str) -> str:
+    """``text`` with every run of white space, line breaks included, made one space."""
+    return " ".join(text.split())
+
+
 def cut(text: str, limit: int = 80) -> str:
     """``text``, or its first characters and " ...", in ``limit`` characters at most."""
     return text if len(text) <= limit else text[: limit - 4] + " ..."

@@ -13,16 +13,27 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
+
+
+def pipeline_stages(dvcfile: Path) -> dict[str, dict]:
+    """The ``stages`` mapping of ``dvcfile`` (empty if it has none), as written."""
+    import yaml
+
+    return (yaml.safe_load(dvcfile.read_text(encoding="utf-8")) or {}).get("stages") or {}
+
+
+def _lock_outs(lock: dict) -> Iterator[tuple[dict, list[dict]]]:
+    """Each stage entry of a parsed ``dvc.lock``, with its ``outs`` list."""
+    for entry in (lock.get("stages") or {}).values():
+        yield entry, entry.get("outs") or []
 
 
 def pipeline_outputs(dvcfile: Path) -> set[str]:
     """Every path that a stage of ``dvcfile`` lists under ``outs``, ``metrics`` or ``plots``."""
-    import yaml
-
-    stages = (yaml.safe_load(dvcfile.read_text(encoding="utf-8")) or {}).get("stages", {})
     found: set[str] = set()
-    for stage in stages.values():
+    for stage in pipeline_stages(dvcfile).values():
         for key in ("outs", "metrics", "plots"):
             for entry in stage.get(key) or []:
                 found.update([entry] if isinstance(entry, str) else entry)
@@ -34,12 +45,9 @@ def machine_dependent(dvcfile: Path) -> list[str]:
 
     Timings: no check can expect them to be the same bytes on two machines.
     """
-    import yaml
-
-    stages = (yaml.safe_load(dvcfile.read_text(encoding="utf-8")) or {}).get("stages", {})
     return [
         path
-        for stage in stages.values()
+        for stage in pipeline_stages(dvcfile).values()
         for path in (stage.get("meta") or {}).get("machine_dependent", [])
     ]
 
@@ -64,11 +72,8 @@ def comparable_lock(lock_text: str, dvcfile: Path) -> str:
 
     timings = set(machine_dependent(dvcfile))
     lock = yaml.safe_load(lock_text) or {}
-    for entry in (lock.get("stages") or {}).values():
-        entry["outs"] = [
-            {"path": out["path"]} if out.get("path") in timings else out
-            for out in entry.get("outs") or []
-        ]
+    for entry, outs in _lock_outs(lock):
+        entry["outs"] = [{"path": o["path"]} if o.get("path") in timings else o for o in outs]
     return yaml.safe_dump(lock, sort_keys=True)
 
 
@@ -80,13 +85,13 @@ def recorded_outputs(lock_text: str, prefix: str) -> dict[str, str]:
     """
     import yaml
 
-    lock = yaml.safe_load(lock_text) or {}
-    found: dict[str, str] = {}
-    for entry in (lock.get("stages") or {}).values():
-        for out in entry.get("outs") or []:
-            path = out.get("path", "")
-            if path == prefix.rstrip("/") or path.startswith(prefix.rstrip("/") + "/"):
-                found[path] = out["md5"]
+    base = prefix.rstrip("/")
+    found = {
+        out["path"]: out["md5"]
+        for _, outs in _lock_outs(yaml.safe_load(lock_text) or {})
+        for out in outs
+        if out.get("path", "") == base or out.get("path", "").startswith(base + "/")
+    }
     return dict(sorted(found.items()))
 
 

@@ -118,15 +118,17 @@ def plot_fingerprint(root: Path, plot_id: str) -> str:
     KeyError
         If no stage of ``dvc.yaml`` declares ``plot_id`` as a plot.
     """
-    import yaml
+    from quantpipe.lockfile import pipeline_stages
 
-    stages = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
-    props = next(
-        (entry[plot_id] or {})
-        for stage in stages.values()
+    declared = [
+        entry[plot_id] or {}
+        for stage in pipeline_stages(root / "dvc.yaml").values()
         for entry in stage.get("plots") or []
         if isinstance(entry, dict) and plot_id in entry
-    )
+    ]
+    if not declared:
+        raise KeyError(f"no stage of dvc.yaml declares the plot {plot_id}")
+    props = declared[0]
     template = root / ".dvc" / "plots" / f"{props.get('template', 'linear')}.json"
     digest = hashlib.sha256()
     digest.update((root / plot_id).read_bytes())

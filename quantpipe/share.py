@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from quantpipe import cli
-from quantpipe.errors import QuantpipeError, SetupError
+from quantpipe.errors import QuantpipeError, SetupError, one_line
 
 log = logging.getLogger("quantpipe.share")
 
@@ -57,10 +57,6 @@ def run_entries(runs_dir: Path) -> list[tuple[str, str]]:
     )
 
 
-def _one_line(exc: Exception) -> str:
-    return " ".join(str(exc).split())
-
-
 def push_run_outputs(root: Path, remote: str | None, jobs: int | None) -> tuple[int, int, int]:
     """Push the outputs of every run the run-cache of the repository ``root`` records.
 
@@ -92,7 +88,9 @@ def push_run_outputs(root: Path, remote: str | None, jobs: int | None) -> tuple[
     try:
         repo = Repo(str(root))
     except DvcException as exc:
-        raise ShareError(f"cannot open the DVC repository at {root}: {_one_line(exc)}") from None
+        raise ShareError(
+            f"cannot open the DVC repository at {root}: {one_line(str(exc))}"
+        ) from None
     with repo:
         entries = run_entries(Path(repo.stage_cache.cache_dir))
         if not entries:
@@ -101,7 +99,7 @@ def push_run_outputs(root: Path, remote: str | None, jobs: int | None) -> tuple[
             # force: a run whose directory listing is nowhere is skipped, not asked about
             used = repo.stage_cache.get_used_objs(entries, remote=remote, force=True)
         except DvcException as exc:
-            raise ShareError(f"cannot read the run-cache: {_one_line(exc)}") from None
+            raise ShareError(f"cannot read the run-cache: {one_line(str(exc))}") from None
         objects = {obj for objs in used.values() for obj in objs}
 
         def local(obj) -> bool:
@@ -112,7 +110,7 @@ def push_run_outputs(root: Path, remote: str | None, jobs: int | None) -> tuple[
         try:
             result = repo.cloud.push(present, jobs=jobs, remote=remote)
         except DvcException as exc:
-            raise ShareError(f"cannot push to the remote: {_one_line(exc)}") from None
+            raise ShareError(f"cannot push to the remote: {one_line(str(exc))}") from None
     if result.failed:
         raise ShareError(
             f"{len(result.failed)} of {len(present)} objects could not be pushed (a directory's "

@@ -29,7 +29,7 @@ from quantpipe.data import (
     validate_dataset,
     verify_digests,
 )
-from quantpipe.errors import DataError, cut
+from quantpipe.errors import DataError, cut, one_line
 
 ENV_DATA = "QUANTPIPE_DATA"
 ARCHIVE = "cal_housing.tgz"
@@ -94,7 +94,7 @@ def download(url: str, known_hash: str, folder: Path, name: str, hint: str = OFF
     try:
         return Path(fetcher.fetch(name))
     except (OSError, ValueError) as exc:  # requests' errors are OSErrors; a bad hash, ValueError
-        reason = cut(" ".join(str(exc).split()), 160)
+        reason = cut(one_line(str(exc)), 160)
         raise DataError(f"could not download {name} ({reason}); {hint}") from None
 
 
@@ -118,7 +118,7 @@ def member_content(archive: Path, member: str, sha256: str, max_bytes: int) -> b
     except KeyError:
         raise DataError(f"{archive}: has no {member}; {REFETCH}") from None
     except (OSError, EOFError, zlib.error, tarfile.TarError) as exc:
-        reason = cut(" ".join(str(exc).split()), 100)  # tarfile's reasons span lines
+        reason = cut(one_line(str(exc)), 100)  # tarfile's reasons span lines
         raise DataError(f"{archive}: unreadable ({reason}); {REFETCH}") from None
     digest = hashlib.sha256(content).hexdigest()
     if digest != sha256:

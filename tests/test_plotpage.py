@@ -55,3 +55,11 @@ def test_remote_loads_are_found_outside_scripts_code():
 def test_dvc_is_configured_to_fill_the_page_the_stage_writes():
     config = (REPO_ROOT / ".dvc" / "config").read_text()
     assert "[plots]\n    html_template = ../data/plots_page.html\n" in config
+
+
+def test_a_plot_no_stage_declares_has_no_fingerprint():
+    from quantpipe.plotpage import plot_fingerprint
+
+    assert len(plot_fingerprint(REPO_ROOT, "metrics/plots/fidelity.json")) == 64
+    with pytest.raises(KeyError, match=r"no stage of dvc\.yaml declares the plot metrics/none"):
+        plot_fingerprint(REPO_ROOT, "metrics/none.json")
