@@ -14,7 +14,10 @@ package on the way. It then checks what the stages list against it:
   lines made that half of a cold ``dvc repro`` (benchmarks/startup_bench.py);
 - ``.dvcignore`` hides from DVC, between its two ``stage_deps`` marker lines, exactly the
   package's modules that no stage reaches (the inference layer: the server, the batch
-  command, the gate) and the bytecode caches, so that editing those reruns nothing.
+  command, the gate), the bytecode caches and the compiled extension (``quantpipe/_kernels``'s
+  shared library: its bytes differ from one compiler and machine to the next, and its C
+  source, which the directory dep includes, is what decides the outputs), so that editing
+  those reruns nothing and the same source records the same hashes everywhere.
 
     python .ci/stage_deps.py            # check: list what is missing or extra, exit 1 if any
     python .ci/stage_deps.py --write    # rewrite the code deps in dvc.yaml and .dvcignore
@@ -44,8 +47,9 @@ DIRECTORY_DEPS = ("quantpipe",)
 #: The lines around the part of ``.dvcignore`` that this script writes.
 BEGIN = "# stage_deps: begin (written by `python .ci/stage_deps.py --write`; do not edit)"
 END = "# stage_deps: end"
-#: What ``.dvcignore`` hides under a directory dep besides unreached modules.
-BYTECODE = ("__pycache__/", "*.pyc")
+#: What ``.dvcignore`` hides under a directory dep besides unreached modules: what Python and
+#: the build write (bytecode, compiled extensions).
+BUILT = ("__pycache__/", "*.pyc", "*.so", "*.pyd")
 _MODULE_CMD = re.compile(r"^\s*python3?\s+-m\s+([\w.]+)")
 
 
@@ -179,7 +183,7 @@ def unreached_modules(commands: Iterable[str], root: Path = ROOT) -> list[str]:
 
 def ignore_block(commands: Iterable[str], root: Path = ROOT) -> list[str]:
     """The lines of ``.dvcignore`` between and including the markers."""
-    return [BEGIN, *BYTECODE, *(f"/{f}" for f in unreached_modules(commands, root)), END]
+    return [BEGIN, *BUILT, *(f"/{f}" for f in unreached_modules(commands, root)), END]
 
 
 def _current_block(text: str) -> list[str] | None:

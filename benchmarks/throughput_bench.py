@@ -1,14 +1,24 @@
-"""Predictor throughput on 10,000,000 rows against numpy's float matmul and memory bandwidth.
+"""Predictor throughput on 10,000,000 rows against numpy's matmul and the memory's speed.
 
 A linear model's prediction reads 8 float64 features and writes one float64 a row: 72
-bytes. At this machine's memory bandwidth B, no implementation can pass B / 72 rows/s.
-This script measures B (a streaming read, and a copy), then rows/s of: numpy's ``X @ w``
-(BLAS gemv: fast, but its result for a row depends on the batch and the CPU), numpy's
-``einsum`` (the same bits for a row whatever its batch, but not whatever the CPU: the float
-path before it became machine-independent), quantpipe's float path (a fixed tree of IEEE
-operations, :func:`quantpipe.numerics.row_dot`: the same bits whatever the batch and the
-machine) on one thread and on every core, and the integer-only path. Medians of 5 runs, one
-process, figures printed as markdown.
+bytes. This script measures the memory first, three ways:
+
+* the **bandwidth limit** (the issue's yardstick): the larger of a streaming read
+  (``X.sum()``) and a copy (read plus write), divided by 72 bytes a row;
+* the **access pattern's floor**: one thread copying each row's first value out
+  (``out[:] = X[:, 0]``), which moves the same cache lines as a prediction (every line of
+  ``X`` read, 8 bytes a row written) and computes nothing. No single-threaded predictor can
+  be much faster than this on the machine.
+
+Then rows/s of: numpy's ``X @ w + b`` (BLAS gemv: fast, but its result for a row depends on
+the batch and the CPU), on one thread and on OpenBLAS's default of every core; the compiled
+loop alone (:func:`quantpipe.numerics.row_dot`: a fixed order of IEEE operations, the same
+bits whatever the batch and the machine) into an output array allocated once; every linear
+variant's ``predict`` (which allocates its output: the first writes to fresh memory fault
+its pages in) on one thread, and fp64's on every core; the integer-only model; and, side by
+side in the same run, the numpy implementations they replaced (the float path as per-level
+numpy passes, the integer path as numpy array expressions), with a check that each gives
+the same bits as its replacement. Medians of 5 runs, one process, printed as markdown.
 
 Run from the repository root after ``dvc repro``::
 
@@ -22,14 +32,16 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
-from quantpipe.quant.linear import PARALLEL_CHUNK_ROWS
+from quantpipe.numerics import row_dot, tree_sum_order
+from quantpipe.quant.integer import IntegerLinear
 from quantpipe.registry import ModelRegistry
 
 BYTES_PER_ROW = 8 * 8 + 8
+LINEAR_VARIANTS = ("fp64", "q8", "q16", "float32", "float16", "bfloat16")
 
 
 def median_seconds(f: Callable[[], object], runs: int = 5) -> float:
@@ -42,67 +54,112 @@ def median_seconds(f: Callable[[], object], runs: int = 5) -> float:
     return statistics.median(times)
 
 
-def einsum_predict(X: np.ndarray, w: np.ndarray, b: float, threads: int) -> np.ndarray:
-    """The float path as it was before it became machine-independent, for comparison:
-    ``einsum`` (batch-invariant, but its accumulation depends on the CPU), in the same
-    chunks over the same threads."""
-    out = np.empty(X.shape[0])
-
-    def rows(start: int) -> None:
-        stop = min(start + PARALLEL_CHUNK_ROWS, X.shape[0])
-        np.einsum("ij,j->i", X[start:stop], w, out=out[start:stop])
-        out[start:stop] += b
-
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(rows, range(0, X.shape[0], PARALLEL_CHUNK_ROWS)))
+def numpy_row_dot(X: np.ndarray, w: np.ndarray, offset: float, block: int = 8192) -> np.ndarray:
+    """The float path before it was compiled (b1336fb): the same order of IEEE operations,
+    each tree level one numpy pass over a block of rows laid out by column."""
+    n, k = X.shape
+    out = np.empty(n)
+    levels = tree_sum_order(k)
+    column = w.reshape(k, 1)
+    products = np.empty((k, min(n, block)))
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        p = products[:, : stop - start]
+        np.multiply(X[start:stop].T, column, out=p)
+        width = k
+        for level in levels[:-1]:
+            half = len(level)
+            np.add(p[:half], p[width - half : width], out=p[:half])
+            width -= half
+        np.add(p[0], p[1], out=out[start:stop])
+        if offset:
+            out[start:stop] += offset
     return out
+
+
+def numpy_integer(model: IntegerLinear, X: np.ndarray) -> np.ndarray:
+    """The integer path before it was compiled (b1336fb), in numpy array expressions."""
+    levels = 2**model.bits - 1
+    codes = np.rint((X - model.input_lo) / model.input_scale)
+    xq = np.clip(codes, 0, levels).astype(np.int64)
+    acc = xq @ model.weight_codes.astype(np.int64) + model.bias_code
+    return model.output_scale * acc.astype(np.float64)
+
+
+def memory(X: np.ndarray) -> tuple[float, float, float]:
+    """Read and copy bandwidth (bytes/s), and the access pattern's floor (rows/s)."""
+    copy_target, column = np.empty_like(X), np.empty(X.shape[0])
+    read_bw = X.nbytes / median_seconds(X.sum)
+    copy_bw = 2 * X.nbytes / median_seconds(lambda: np.copyto(copy_target, X))
+    floor = X.shape[0] / median_seconds(lambda: np.copyto(column, X[:, 0]))
+    return read_bw, copy_bw, floor
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rows", type=int, default=10_000_000)
-    p.add_argument("--models-dir", default="models")
+    p.add_argument("--rows", type=int, default=10_000_000, help="rows of 8 float64 features")
+    p.add_argument("--models-dir", default="models", help="the models `dvc repro` built")
     args = p.parse_args()
     n, cores = args.rows, os.cpu_count() or 1
     registry = ModelRegistry.from_directory(args.models_dir)
+    q8i_model = registry.get("q8i")
+    q8i = q8i_model.model
+    assert isinstance(q8i, IntegerLinear)
     X = np.random.default_rng(0).normal(size=(n, 8))
-    X += registry.get("q8i").model.input_lo + 0.5 * np.ptp(X)  # inside q8i's input range
-    q8 = registry.get("q8")
+    X += q8i.input_lo + 0.5 * np.ptp(X)  # inside q8i's input range
 
-    copy_target = np.empty_like(X)
-    read_bw = X.nbytes / median_seconds(X.sum)
-    copy_bw = 2 * X.nbytes / median_seconds(lambda: np.copyto(copy_target, X))
-    bandwidth = max(read_bw, copy_bw)
-    limit = bandwidth / BYTES_PER_ROW
+    read_bw, copy_bw, floor = memory(X)
+    limit = max(read_bw, copy_bw) / BYTES_PER_ROW
     print(f"{n:,} rows x 8 float64 ({X.nbytes / 1e9:.2f} GB), {cores} cores")
     print(
-        f"memory bandwidth: read {read_bw / 1e9:.1f} GB/s, copy {copy_bw / 1e9:.1f} GB/s "
-        f"(read + write); limit at {bandwidth / 1e9:.1f} GB/s and {BYTES_PER_ROW} B/row: "
-        f"{limit / 1e6:.0f} M rows/s\n"
+        f"memory: read {read_bw / 1e9:.1f} GB/s, copy {copy_bw / 1e9:.1f} GB/s (read + write); "
+        f"bandwidth limit at {max(read_bw, copy_bw) / 1e9:.1f} GB/s and {BYTES_PER_ROW} B/row: "
+        f"{limit / 1e6:.0f} M rows/s; the access pattern's floor on one thread "
+        f"(out[:] = X[:, 0]): {floor / 1e6:.0f} M rows/s\n"
     )
 
-    paths = {
-        "numpy X @ w + b (BLAS gemv, 1 thread)": lambda: X @ q8.weights + q8.intercept,
-        "einsum, 1 thread (the float path before: not machine-independent)": lambda: einsum_predict(
-            X, q8.weights, q8.intercept, 1
-        ),
-        f"einsum, {cores} threads (the same)": lambda: einsum_predict(
-            X, q8.weights, q8.intercept, cores
-        ),
-        "quantpipe float path (row_dot), 1 thread": lambda: q8.predict(X),
-        f"quantpipe float path (row_dot), {cores} threads": lambda: q8.predict(X, threads=cores),
-        "quantpipe integer-only path (q8i), 1 thread": lambda: registry.get("q8i").predict(X),
+    fp64 = registry.get("fp64")
+    w, b = fp64.weights, fp64.intercept  # type: ignore[union-attr]
+    out = np.empty(n)
+
+    def gemv_one_thread() -> object:
+        with threadpool_limits(1):  # OpenBLAS runs gemv on every core by default
+            return X @ w + b
+
+    paths: dict[str, Callable[[], object]] = {
+        "numpy X @ w + b (OpenBLAS gemv), 1 thread": gemv_one_thread,
+        f"numpy X @ w + b (OpenBLAS gemv), its default {cores} threads": lambda: X @ w + b,
+        "quantpipe row_dot into a preallocated out, 1 thread": lambda: row_dot(X, w, out, b),
     }
-    print("| path | M rows/s | GB/s | share of the bandwidth limit |")
-    print("| --- | ---: | ---: | ---: |")
+    for name in LINEAR_VARIANTS:
+        model = registry.get(name)
+        paths[f"quantpipe {name}, 1 thread"] = lambda model=model: model.predict(X)
+    paths[f"quantpipe fp64, {cores} threads"] = lambda: fp64.predict(X, threads=cores)
+    paths["quantpipe q8i (integer-only), 1 thread"] = lambda: q8i_model.predict(X)
+    paths["before: fp64 as numpy passes (b1336fb), 1 thread"] = lambda: numpy_row_dot(X, w, b)
+    paths["before: q8i as numpy expressions (b1336fb), 1 thread"] = lambda: numpy_integer(q8i, X)
+
+    print("| path | M rows/s | GB/s | share of the bandwidth limit | share of the floor |")
+    print("| --- | ---: | ---: | ---: | ---: |")
     for name, f in paths.items():
         rows_per_s = n / median_seconds(f)
         print(
             f"| {name} | {rows_per_s / 1e6:.0f} | {rows_per_s * BYTES_PER_ROW / 1e9:.1f} | "
-            f"{rows_per_s / limit:.0%} |"
+            f"{rows_per_s / limit:.0%} | {rows_per_s / floor:.0%} |"
         )
-    same = np.array_equal(q8.predict(X), q8.predict(X, threads=cores))
-    print(f"\nthreaded float predictions identical to one thread's: {same}")
+    one = fp64.predict(X)
+    print(
+        f"\nfloat predictions on {cores} threads identical to one thread's: "
+        f"{np.array_equal(one, fp64.predict(X, threads=cores))}"
+    )
+    print(
+        f"float predictions identical to the numpy passes': "
+        f"{np.array_equal(one.view(np.int64), numpy_row_dot(X, w, b).view(np.int64))}"
+    )
+    print(
+        f"integer predictions identical to the numpy expressions': "
+        f"{np.array_equal(q8i.predict(X), numpy_integer(q8i, X))}"
+    )
 
 
 if __name__ == "__main__":

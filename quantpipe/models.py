@@ -13,7 +13,7 @@ import numpy as np
 
 from quantpipe.errors import PredictionError
 from quantpipe.quant.integer import IntegerLinear
-from quantpipe.quant.linear import predict
+from quantpipe.quant.linear import predict_checked
 
 
 def finite_predictions(predictions: np.ndarray) -> np.ndarray:
@@ -69,9 +69,12 @@ class LinearModel:
         Raises
         ------
         PredictionError
-            If a prediction overflows (:func:`finite_predictions`).
+            Naming the first row (0-based) whose prediction overflows (is not finite).
         """
-        return finite_predictions(predict(X, self.weights, self.intercept, threads=threads))
+        predictions, bad = predict_checked(X, self.weights, self.intercept, threads=threads)
+        if bad >= 0:
+            raise PredictionError(bad, float(predictions[bad]))
+        return predictions
 
     def saturated_rows(self, X: np.ndarray) -> int:
         """Rows whose inputs a float model must clip: none."""

@@ -132,22 +132,79 @@ def test_row_dot_is_in_its_documented_order_and_batch_invariant(case):
         assert alone[0] == out[i]
 
 
-@given(arrays(np.float64, (numerics.SMALL_ROWS + 3, 8), elements=finite), finite)
-def test_row_dot_small_batches_in_python_floats_equal_the_vectorized_path(X, offset):
-    vectorized = numerics.row_dot(X, X[0], np.empty(X.shape[0]), offset)
-    for n in range(1, numerics.SMALL_ROWS + 1):
-        small = numerics.row_dot(X[:n], X[0], np.empty(n), offset)
-        assert small.tolist() == vectorized[:n].tolist()
+@settings(max_examples=50)
+@given(
+    st.sampled_from([8, 65, 130]).flatmap(
+        lambda k: st.tuples(
+            arrays(np.float64, st.tuples(st.integers(1, 5), st.just(k)), elements=finite),
+            arrays(np.float64, (k,), elements=finite),
+            finite,
+        )
+    )
+)
+def test_row_dot_with_an_offset_and_long_rows_is_in_its_documented_order(case):
+    # 8 features take the written-out loop, more than 64 the heap buffer
+    X, w, offset = case
+    out = numerics.row_dot(X, w, np.empty(X.shape[0]), offset)
+    expected = [_reference_dot(r, w.tolist()) for r in X.tolist()]
+    assert out.tolist() == [y + offset if offset else y for y in expected]
 
 
-def test_row_dot_across_blocks_and_of_no_features():
+def test_row_dot_past_the_prefetched_rows_and_of_no_features():
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(numerics.ROW_BLOCK * 2 + 3, 8))
+    X = rng.normal(size=(1000, 8))  # more rows than the kernel prefetches ahead (256)
     w = rng.normal(size=8)
-    out = numerics.row_dot(X, w, np.empty(X.shape[0]))
-    for i in (0, numerics.ROW_BLOCK - 1, numerics.ROW_BLOCK, X.shape[0] - 1):
-        assert out[i] == _reference_dot(X[i].tolist(), w.tolist())
-    assert numerics.row_dot(np.ones((2, 0)), np.ones(0), np.ones(2)).tolist() == [0.0, 0.0]
+    out = numerics.row_dot(X, w, np.empty(X.shape[0]), 0.25)
+    assert out.tolist() == [_reference_dot(r, w.tolist()) + 0.25 for r in X.tolist()]
+    assert numerics.row_dot(np.ones((2, 0)), np.ones(0), np.ones(2), 1.5).tolist() == [1.5] * 2
+
+
+def test_row_dot_does_not_fuse_a_multiply_and_an_add():
+    # x * x = 1 + 2**-29 + 2**-60 rounds to 1 + 2**-29; adding -(1 + 2**-29) gives 0.0, but
+    # a fused multiply-add (one rounding) would give 2**-60
+    x = 1.0 + 2.0**-30
+    X = np.zeros((3, 8))
+    X[:, 0], X[:, 4] = x, -(1.0 + 2.0**-29)
+    w = np.zeros(8)
+    w[0], w[4] = x, 1.0
+    assert numerics.row_dot(X, w, np.empty(3)).tolist() == [0.0, 0.0, 0.0]
+    X9, w9 = np.zeros((3, 9)), np.zeros(9)  # the general loop, too
+    X9[:, 0], X9[:, 4], w9[0], w9[4] = x, -(1.0 + 2.0**-29), x, 1.0
+    assert numerics.row_dot(X9, w9, np.empty(3)).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_row_dot_keeps_a_negative_zero_unless_an_offset_is_added():
+    X, w = np.array([[-0.0] * 8]), np.ones(8)
+    assert math.copysign(1.0, numerics.row_dot(X, w, np.empty(1))[0]) == -1.0
+    assert numerics.row_dot(X, w, np.empty(1), 2.0).tolist() == [2.0]
+
+
+def test_row_dot_copies_what_is_not_contiguous_float64():
+    X = np.arange(48, dtype=np.float32).reshape(8, 6).T  # float32, and a transposed view
+    w = np.arange(8.0)
+    expected = [_reference_dot(r, w.tolist()) for r in X.astype(np.float64).tolist()]
+    assert numerics.row_dot(X, w, np.empty(6)).tolist() == expected
+
+
+def test_row_dot_errors():
+    X, w = np.ones((3, 8)), np.ones(8)
+    with pytest.raises(
+        ValueError,
+        match=r"row_dot needs X \(n, k\), w \(k,\) and out \(n,\), got \(3, 8\), \(8,\) and \(2,\)",
+    ):
+        numerics.row_dot(X, w, np.empty(2))
+    with pytest.raises(ValueError, match=r"row_dot needs .* got \(3, 8\), \(7,\) and \(3,\)"):
+        numerics.row_dot(X, np.ones(7), np.empty(3))
+    with pytest.raises(ValueError, match="X must be a 2-D float64 array, got format d with 1-D"):
+        numerics.row_dot(np.ones(8), w, np.empty(1))
+    with pytest.raises(ValueError, match="out must be a 1-D float64 array, got format f with 1-D"):
+        numerics.row_dot(X, w, np.empty(3, dtype=np.float32))
+    with pytest.raises(ValueError, match="out must be a C-contiguous, writable array"):
+        numerics.row_dot(X, w, np.empty(6)[::2])
+    read_only = np.empty(3)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="out must be a C-contiguous, writable array"):
+        numerics.row_dot(X, w, read_only)
 
 
 @given(arrays(np.float64, (5, 3), elements=finite), arrays(np.float64, (3, 3), elements=finite))
@@ -183,3 +240,51 @@ def test_dot_refuses_mismatched_or_non_finite_vectors():
         exact.dot([1.0, 2.0], [1.0])
     with pytest.raises(ValueError, match="dot of non-finite values"):
         exact.dot([math.inf], [1.0])
+
+
+def test_compiled_kernels_refuse_a_source_changed_since_the_build(tmp_path, monkeypatch):
+    from quantpipe import compiled
+    from quantpipe.errors import SetupError
+
+    compiled.check()  # this checkout's build is current
+    edited = tmp_path / "_kernels.c"
+    edited.write_bytes(compiled.SOURCE.read_bytes() + b"\n/* an edit */\n")
+    monkeypatch.setattr(compiled, "SOURCE", edited)
+    compiled.check.cache_clear()
+    with pytest.raises(
+        SetupError,
+        match=r"_kernels.c changed since quantpipe._kernels was built from it; "
+        r"rebuild it with `pip install --no-deps -e .`",
+    ):
+        numerics.row_dot(np.ones((1, 8)), np.ones(8), np.empty(1))
+    monkeypatch.setattr(compiled, "SOURCE", tmp_path / "absent.c")  # an installed package
+    compiled.check.cache_clear()
+    assert numerics.row_dot(np.ones((1, 8)), np.ones(8), np.empty(1)).tolist() == [8.0]
+    compiled.check.cache_clear()
+
+
+@pytest.mark.parametrize("k", [8, 3])
+def test_row_dot_checked_names_the_first_result_that_is_not_finite(k):
+    X, w = np.ones((1000, k)), np.full(k, 2.0)
+    assert numerics.row_dot_checked(X, w, np.empty(1000), 0.5) == -1
+    X[900, 0] = 1e308  # 2e308 overflows: inf
+    X[700, 1], X[701, 1] = np.inf, -np.inf  # NaN only where inf meets -inf: not here
+    X[702, 0], X[702, 1] = np.inf, -np.inf  # inf + -inf: NaN
+    out = np.empty(1000)
+    assert numerics.row_dot_checked(X, w, out, 0.5) == 700
+    assert np.isnan(out[702])
+    assert numerics.row_dot_checked(X[701:], w, np.empty(299)) == 0
+    assert numerics.row_dot_checked(X[703:], w, np.empty(297)) == 900 - 703
+    assert numerics.row_dot_checked(np.ones((2, 0)), np.ones(0), np.empty(2), np.inf) == 0
+    assert numerics.row_dot_checked(np.ones((0, 0)), np.ones(0), np.empty(0), np.inf) == -1
+
+
+def test_threaded_prediction_names_the_first_overflow_across_chunks(monkeypatch):
+    import quantpipe.quant.linear as q
+
+    monkeypatch.setattr(q, "PARALLEL_CHUNK_ROWS", 100)
+    X = np.ones((1000, 8))
+    X[[950, 420, 421], 3] = 1e308
+    predictions, bad = q.predict_checked(X, np.full(8, 4.0), 0.0, threads=3)
+    assert bad == 420
+    assert q.predict_checked(X[:400], np.full(8, 4.0), 0.0, threads=3)[1] == -1

@@ -423,7 +423,7 @@ def test_integer_linear_known_answer():
     xq, saturated = model.input_codes(X)
     assert_array_equal(xq, [[2, 2], [3, 0]])
     assert_array_equal(saturated, [False, True])
-    assert_array_equal(model.accumulate(xq), [3 * 2 - 2 * 2 + 10, 3 * 3 + 10])
+    # 0.5 * (3 * 2 - 2 * 2 + 10) and 0.5 * (3 * 3 + 10)
     assert_array_equal(model.predict(X), [6.0, 9.5])
 
 
@@ -436,8 +436,110 @@ def test_integer_overflow_is_caught():
         input_scale=np.ones(1),
         bits=8,
     )
-    with pytest.raises(OverflowError, match="integer accumulator left the int32 range"):
-        model.predict(np.array([[200.0]]))
+    with pytest.raises(OverflowError, match=r"integer accumulator left the int32 range \(row 1\)"):
+        model.predict(np.array([[0.0], [200.0]]))
+
+
+def _integer_model(k: int, bits: int = 8, seed: int = 0) -> IntegerLinear:
+    rng = np.random.default_rng(seed)
+    return IntegerLinear(
+        weight_codes=rng.integers(-(2 ** (bits - 1)), 2 ** (bits - 1), size=k).astype(np.int16),
+        output_scale=0.01,
+        bias_code=int(rng.integers(-1000, 1000)),
+        input_lo=rng.normal(size=k),
+        input_scale=rng.uniform(0.01, 0.1, size=k),
+        bits=bits,
+    )
+
+
+def _reference_integer(model: IntegerLinear, X: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The documented arithmetic in numpy (the implementation before the compiled one)."""
+    levels = 2**model.bits - 1
+    with np.errstate(over="ignore"):
+        codes = np.rint((X - model.input_lo) / model.input_scale)
+    saturated = ((codes < 0) | (codes > levels)).any(axis=1)
+    xq = np.clip(codes, 0, levels).astype(np.int64)
+    acc = xq @ model.weight_codes.astype(np.int64) + model.bias_code
+    return model.output_scale * acc.astype(np.float64), xq, saturated
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    k=st.sampled_from([8, 3, 9]),
+    bits=st.sampled_from([2, 8, 12]),
+    n=st.integers(1, 200),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_integer_inference_is_its_documented_arithmetic(k, bits, n, seed):
+    # k = 8 takes the SSE2 loop (rows in pairs, checked per block of 64), others the scalar
+    # one; inputs straddle the range, with exact ties of rint and infinities
+    model, rng = _integer_model(k, bits, seed % 1000), np.random.default_rng(seed)
+    t = rng.uniform(-3, 2**bits + 2, size=(n, k))
+    ties = rng.random((n, k)) < 0.3
+    t[ties] = np.floor(t[ties]) + 0.5
+    X = model.input_lo + t * model.input_scale
+    X[rng.random((n, k)) < 0.01] = np.inf
+    X[rng.random((n, k)) < 0.01] = -np.inf
+    y, xq, saturated = _reference_integer(model, X)
+    assert model.predict(X).tolist() == y.tolist()
+    got_codes, got_saturated = model.input_codes(X)
+    assert_array_equal(got_codes, xq)
+    assert_array_equal(got_saturated, saturated)
+
+
+@pytest.mark.parametrize(("k", "row"), [(8, 0), (8, 130), (8, 199), (3, 77)])
+def test_integer_inference_refuses_a_nan_naming_its_row(k, row):
+    model = _integer_model(k)
+    X = np.tile(model.input_lo, (200, 1))
+    X[row, k - 1] = np.nan
+    with pytest.raises(ValueError, match=f"row {row} has a NaN input"):
+        model.predict(X)
+    with pytest.raises(ValueError, match=f"row {row} has a NaN input"):
+        model.input_codes(X)
+
+
+def test_integer_overflow_in_the_vector_loop_names_its_row():
+    model = IntegerLinear(
+        weight_codes=np.full(8, 127, dtype=np.int8),
+        output_scale=1.0,
+        bias_code=2**31 - 1 - 255 * 127 * 8,  # the largest codes reach 2**31 - 1 exactly
+        input_lo=np.zeros(8),
+        input_scale=np.ones(8),
+        bits=8,
+    )
+    X = np.full((300, 8), 255.0)
+    assert model.predict(X).tolist() == [2.0**31 - 1] * 300
+    low = IntegerLinear(**{**model.__dict__, "bias_code": -(2**31)})
+    assert low.predict(np.zeros((3, 8))).tolist() == [-(2.0**31)] * 3
+    high = IntegerLinear(**{**model.__dict__, "bias_code": 2**31 - 255 * 127 * 8})
+    X[:201] = 0.0
+    with pytest.raises(OverflowError, match=r"left the int32 range \(row 201\)"):
+        high.predict(X)
+    below = IntegerLinear(**{**model.__dict__, "weight_codes": -model.weight_codes})
+    below = IntegerLinear(**{**below.__dict__, "bias_code": -(2**31) + 255 * 127 * 8 - 1})
+    X[:] = 254.0
+    X[150] = 255.0
+    with pytest.raises(OverflowError, match=r"left the int32 range \(row 150\)"):
+        below.predict(X)
+
+
+def test_integer_kernel_errors():
+    model = _integer_model(3)
+    with pytest.raises(ValueError, match="X must have 3 features, got 2"):
+        model.predict(np.ones((4, 2)))
+    with pytest.raises(ValueError, match="bits must be from 1 to 16, got 17"):
+        IntegerLinear(**{**model.__dict__, "bits": 17}).predict(np.ones((1, 3)))
+    wide = np.array([1, 40000, 2], dtype=np.int64)
+    with pytest.raises(ValueError, match=r"weight code 40000 is outside \[-32768, 32768\]"):
+        IntegerLinear(**{**model.__dict__, "weight_codes": wide}).predict(np.ones((1, 3)))
+    with pytest.raises(ValueError, match="bias_code 2147483648 is outside the int32 range"):
+        IntegerLinear(**{**model.__dict__, "bias_code": 2**31}).predict(np.ones((1, 3)))
+    short = np.ones(2)
+    with pytest.raises(
+        ValueError,
+        match="input_lo, input_scale and weight_codes must have one length, got 2, 3 and 3",
+    ):
+        IntegerLinear(**{**model.__dict__, "input_lo": short}).predict(np.ones((1, 3)))
 
 
 def test_quantize_integer_tracks_the_float_model():

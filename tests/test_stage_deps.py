@@ -193,6 +193,8 @@ def test_write_lists_the_directory_and_hides_exactly_the_unreached_modules(lib_t
         deps.BEGIN,
         "__pycache__/",
         "*.pyc",
+        "*.so",
+        "*.pyd",
         "/lib/serve/__init__.py",
         "/lib/serve/app.py",
         deps.END,

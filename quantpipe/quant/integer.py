@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from quantpipe import exact
+from quantpipe import _kernels, compiled, exact
 from quantpipe.quant.codes import as_finite_vector
 from quantpipe.quant.rounding import quantize_data_aware
 
@@ -41,36 +41,73 @@ class IntegerLinear:
     input_scale: np.ndarray
     bits: int
 
+    def _arrays(self, X: np.ndarray) -> tuple[np.ndarray, ...]:
+        compiled.check()
+        return (
+            np.ascontiguousarray(X, dtype=np.float64),
+            np.ascontiguousarray(self.input_lo, dtype=np.float64),
+            np.ascontiguousarray(self.input_scale, dtype=np.float64),
+            np.ascontiguousarray(self.weight_codes, dtype=np.int64),
+        )
+
     def input_codes(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Quantized inputs, and which rows saturated.
 
-        Returns the codes, shape (n_samples, n_features) int64, and whether each row fell
-        outside the calibrated range in some feature, shape (n_samples,) bool.
-        """
-        levels = 2**self.bits - 1
-        with np.errstate(over="ignore"):  # an input past float64's range saturates, as any
-            codes = np.rint((np.asarray(X, dtype=np.float64) - self.input_lo) / self.input_scale)
-        saturated = ((codes < 0) | (codes > levels)).any(axis=1)
-        return np.clip(codes, 0, levels).astype(np.int64), saturated
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features)
 
-    def accumulate(self, xq: np.ndarray) -> np.ndarray:
-        """Integer accumulation, shape (n_samples,) int64.
+        Returns
+        -------
+        codes : ndarray of shape (n_samples, n_features), int64
+        saturated : ndarray of shape (n_samples,), bool
+            Whether each row fell outside the calibrated range in some feature (and was
+            clipped to it).
+
+        Raises
+        ------
+        ValueError
+            If an input is NaN, or the shapes disagree.
+        SetupError
+            If the compiled loop is older than its source (:func:`quantpipe.compiled.check`).
+        """
+        X, lo, scale, weights = self._arrays(X)
+        codes = np.empty(X.shape, dtype=np.int64)
+        saturated = np.empty(X.shape[0], dtype=bool)
+        _kernels.input_codes(X, lo, scale, weights, self.bits, codes, saturated)
+        return codes, saturated
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predictions ``output_scale * (xq @ weight_codes + bias_code)``.
+
+        One compiled pass (``quantpipe/_kernels.c``): each row's codes, their integer
+        accumulation in int64, the check that it stays in the int32 range, and the one float
+        rescale.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,), float64
 
         Raises
         ------
         OverflowError
             If an accumulator leaves the int32 range (it cannot, given the bound checked at
             construction; this guards the arithmetic).
+        ValueError
+            If an input is NaN, or the shapes disagree.
+        SetupError
+            If the compiled loop is older than its source (:func:`quantpipe.compiled.check`).
         """
-        acc = xq @ self.weight_codes.astype(np.int64) + self.bias_code
-        if acc.size and (acc.max() > np.iinfo(np.int32).max or acc.min() < np.iinfo(np.int32).min):
-            raise OverflowError("integer accumulator left the int32 range")
-        return acc
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """Predictions, shape (n_samples,) float64."""
-        xq, _ = self.input_codes(X)
-        return self.output_scale * self.accumulate(xq).astype(np.float64)
+        X, lo, scale, weights = self._arrays(X)
+        out = np.empty(X.shape[0])
+        _kernels.integer_predict(
+            X, lo, scale, weights, self.bits, self.bias_code, self.output_scale, out
+        )
+        return out
 
 
 def calibrate_inputs(

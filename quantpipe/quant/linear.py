@@ -209,25 +209,44 @@ def predict(
     weights : ndarray of shape (n_features,)
     intercept : float
     threads : int, default=1
-        Threads for batches larger than :data:`PARALLEL_CHUNK_ROWS` (numpy releases the
-        GIL in its loops).
+        Threads for batches larger than :data:`PARALLEL_CHUNK_ROWS` (the compiled loop
+        releases the GIL).
 
     Returns
     -------
     ndarray of shape (n_samples,), float64
     """
+    return predict_checked(X, weights, intercept, threads=threads)[0]
+
+
+def predict_checked(
+    X: np.ndarray, weights: np.ndarray, intercept: float, *, threads: int = 1
+) -> tuple[np.ndarray, int]:
+    """:func:`predict`, and the first row whose prediction is not finite (-1 if none).
+
+    Returns
+    -------
+    predictions : ndarray of shape (n_samples,), float64
+    first_nonfinite : int
+    """
     X = np.asarray(X, dtype=np.float64)
     w = np.asarray(weights, dtype=np.float64)
     out = np.empty(X.shape[0])
 
-    def rows(start: int, stop: int) -> None:
-        numerics.row_dot(X[start:stop], w, out[start:stop], float(intercept))
+    def rows(start: int, stop: int) -> int:
+        bad = numerics.row_dot_checked(X[start:stop], w, out[start:stop], float(intercept))
+        return -1 if bad < 0 else start + bad
 
     n = X.shape[0]
     if threads <= 1 or n <= PARALLEL_CHUNK_ROWS:
-        rows(0, n)
-        return out
+        return out, rows(0, n)
     starts = range(0, n, PARALLEL_CHUNK_ROWS)
     with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(lambda start: rows(start, min(start + PARALLEL_CHUNK_ROWS, n)), starts))
-    return out
+        bad = [
+            row
+            for row in pool.map(
+                lambda start: rows(start, min(start + PARALLEL_CHUNK_ROWS, n)), starts
+            )
+            if row >= 0
+        ]
+    return out, min(bad, default=-1)

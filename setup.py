@@ -1,0 +1,38 @@
+"""The build of quantpipe's one compiled module; everything else is in pyproject.toml.
+
+``quantpipe/_kernels.c`` holds the linear predictors' inner loops. It is compiled without
+floating-point contraction: GCC fuses a multiply and an add into one FMA by default on CPUs
+that have it, and clang within an expression, either of which changes a prediction's last
+bit from one machine to the next. -O3 for the vector loops, and no -march, so that one build
+runs on every CPU of its platform. The module records the sha256 of the source it was built
+from, so that a checkout whose C source changed since the build refuses to run it
+(:func:`quantpipe.numerics.kernels`) rather than compute with the old one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+from setuptools import Extension, setup
+
+SOURCE = "quantpipe/_kernels.c"
+#: MSVC's /fp:precise does not contract (since Visual Studio 2022); not tested here.
+FLAGS = (
+    ["/O2", "/fp:precise"]
+    if sys.platform == "win32"
+    else ["-O3", "-ffp-contract=off", "-fno-fast-math", "-Wall", "-Wextra"]
+)
+
+digest = hashlib.sha256((Path(__file__).parent / SOURCE).read_bytes()).hexdigest()
+setup(
+    ext_modules=[
+        Extension(
+            "quantpipe._kernels",
+            [SOURCE],
+            extra_compile_args=FLAGS,
+            define_macros=[("KERNELS_SOURCE_SHA256", f'"{digest}"')],
+        )
+    ]
+)
