@@ -14,10 +14,11 @@ package on the way. It then checks what the stages list against it:
   lines made that half of a cold ``dvc repro`` (benchmarks/startup_bench.py);
 - ``.dvcignore`` hides from DVC, between its two ``stage_deps`` marker lines, exactly the
   package's modules that no stage reaches (the inference layer: the server, the batch
-  command, the gate), the bytecode caches and the compiled extension (``quantpipe/_kernels``'s
-  shared library: its bytes differ from one compiler and machine to the next, and its C
-  source, which the directory dep includes, is what decides the outputs), so that editing
-  those reruns nothing and the same source records the same hashes everywhere.
+  command, the gate), the bytecode caches and any compiled extension (a shared library's
+  bytes differ from one compiler and machine to the next; the C source,
+  ``quantpipe/_kernels.c``, which the directory dep includes, is what decides the outputs),
+  so that editing those reruns nothing and the same source records the same hashes
+  everywhere.
 
     python .ci/stage_deps.py            # check: list what is missing or extra, exit 1 if any
     python .ci/stage_deps.py --write    # rewrite the code deps in dvc.yaml and .dvcignore

@@ -1,9 +1,9 @@
 /*
- * quantpipe._kernels: the linear predictors' inner loops, the same bits on every machine.
+ * _quantpipe_kernels: the linear predictors' inner loops, the same bits on every machine.
  *
- * The Python wrappers are quantpipe.numerics.row_dot (the float and the quantized linear
- * models) and quantpipe.quant.integer (the integer-only model); see their docstrings for
- * the arithmetic. Every float result here is a fixed sequence of IEEE 754 double
+ * Python calls them through quantpipe.compiled, the one module that imports this one; the
+ * arithmetic is documented where they are used: quantpipe.numerics.row_dot (the float and
+ * the quantized linear models) and quantpipe.quant.integer (the integer-only model). Every float result here is a fixed sequence of IEEE 754 double
  * operations, each correctly rounded on every CPU, so it does not depend on the machine,
  * the compiler's vector width or the batch a row arrives in, provided the compiler neither
  * reassociates nor fuses a multiply and an add. setup.py builds this file with
@@ -21,7 +21,7 @@
 #include <string.h>
 
 #ifdef __FAST_MATH__
-#error "quantpipe._kernels needs IEEE arithmetic: build it without -ffast-math"
+#error "_quantpipe_kernels needs IEEE arithmetic: build it without -ffast-math"
 #endif
 #ifdef __clang__
 #pragma clang fp contract(off)
@@ -616,7 +616,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     .m_base = PyModuleDef_HEAD_INIT,
-    .m_name = "quantpipe._kernels",
+    .m_name = "_quantpipe_kernels",
     .m_doc = "The linear predictors' inner loops, the same bits on every machine.",
     .m_size = -1,
     .m_methods = methods,
@@ -626,7 +626,7 @@ static struct PyModuleDef module = {
 #define KERNELS_SOURCE_SHA256 "unknown"
 #endif
 
-PyMODINIT_FUNC PyInit__kernels(void) {
+PyMODINIT_FUNC PyInit__quantpipe_kernels(void) {
     PyObject *m = PyModule_Create(&module);
     if (m != NULL && PyModule_AddStringConstant(m, "SOURCE_SHA256", KERNELS_SOURCE_SHA256) != 0) {
         Py_DECREF(m);

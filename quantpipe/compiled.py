@@ -1,11 +1,18 @@
-"""The compiled kernels (``quantpipe._kernels``), checked once against their C source.
+"""The compiled kernels (``quantpipe/_kernels.c``): the one door to them, typed and checked.
 
-``setup.py`` builds ``quantpipe/_kernels.c`` when quantpipe is installed, and records the
-source's sha256 in the module. In a checkout, the C source can change after that build (an
-edit, a ``git pull``), and ``dvc repro`` would then rerun the stages, which list the source,
-with the old compiled code: outputs recorded under a source they were not computed by.
-:func:`check` refuses that. An installed package without the C source beside it (the
-container) has nothing to compare and passes.
+``setup.py`` builds the C file, when quantpipe is installed, as the top-level module
+``_quantpipe_kernels``, and records the source's sha256 in it. A source tree that runs its
+own ``quantpipe`` (the workspace, a ``dvc exp run --queue`` copy of it, a fresh clone) uses
+the environment's build, so the build must be of that tree's C source: if the C file changed
+since (an edit, a ``git pull``), ``dvc repro`` would rerun the stages, which list the
+source, with the old code, and record outputs under a source they were not computed by.
+:func:`kernels` refuses that, and a missing build, with a :class:`SetupError` saying how to
+rebuild. An installed package without the C source beside it (the container) has nothing to
+compare, and uses its build.
+
+The functions below are the kernels' signatures; the arithmetic is documented where it is
+used (:func:`quantpipe.numerics.row_dot`, :class:`quantpipe.quant.integer.IntegerLinear`).
+Arrays must be C-contiguous, of the dtypes named; the kernels check, and raise ValueError.
 """
 
 from __future__ import annotations
@@ -13,27 +20,80 @@ from __future__ import annotations
 import functools
 import hashlib
 from pathlib import Path
+from types import ModuleType
 
-from quantpipe import _kernels
+import numpy as np
+
 from quantpipe.errors import SetupError
 
+#: The C source of the running ``quantpipe`` (absent from an installed wheel).
 SOURCE = Path(__file__).with_name("_kernels.c")
+MODULE = "_quantpipe_kernels"  # setup.py builds it
+REBUILD = "rebuild it with `pip install --no-deps -e .` in the repository"
 
 
 @functools.cache
-def check() -> None:
-    """Pass if the compiled kernels were built from the C source beside them (once).
+def kernels() -> ModuleType:
+    """The compiled module, once it is known to be built from :data:`SOURCE`.
 
     Raises
     ------
     SetupError
-        If ``quantpipe/_kernels.c`` differs from the source the module was built from.
+        If it is not built, or was built from another version of the C source.
     """
-    if not SOURCE.is_file():
-        return
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()
-    if digest != _kernels.SOURCE_SHA256:
+    try:
+        import _quantpipe_kernels as module  # type: ignore[import-not-found]
+    except ImportError:
         raise SetupError(
-            f"{SOURCE} changed since quantpipe._kernels was built from it; rebuild it with "
-            "`pip install --no-deps -e .`"
-        )
+            f"quantpipe's compiled kernels ({MODULE}) are not built; {REBUILD}"
+        ) from None
+    if SOURCE.is_file():
+        digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()
+        if digest != module.SOURCE_SHA256:
+            raise SetupError(f"{SOURCE} changed since {MODULE} was built from it; {REBUILD}")
+    return module
+
+
+def row_dot(X: np.ndarray, w: np.ndarray, out: np.ndarray, offset: float) -> int:
+    """``out[i]`` = row ``i``'s fixed-order dot product, plus ``offset`` unless it is 0.
+
+    ``X`` float64 (n, k), ``w`` float64 (k,), ``out`` float64 (n,), written. Returns the
+    first row whose result is not finite, or -1.
+    """
+    return int(kernels().row_dot(X, w, out, offset))
+
+
+def integer_predict(
+    X: np.ndarray,
+    input_lo: np.ndarray,
+    input_scale: np.ndarray,
+    weight_codes: np.ndarray,
+    bits: int,
+    bias_code: int,
+    output_scale: float,
+    out: np.ndarray,
+) -> None:
+    """An integer-only model's predictions of ``X`` (float64 (n, k)) into ``out`` (n,).
+
+    ``weight_codes`` int64 (k,), ``input_lo`` and ``input_scale`` float64 (k,).
+    """
+    kernels().integer_predict(
+        X, input_lo, input_scale, weight_codes, bits, bias_code, output_scale, out
+    )
+
+
+def input_codes(
+    X: np.ndarray,
+    input_lo: np.ndarray,
+    input_scale: np.ndarray,
+    weight_codes: np.ndarray,
+    bits: int,
+    codes: np.ndarray,
+    saturated: np.ndarray,
+) -> None:
+    """An integer-only model's input codes of ``X`` (float64 (n, k)).
+
+    Into ``codes`` (int64 (n, k)), and into ``saturated`` (bool (n,)) whether each row was
+    clipped to the calibrated range.
+    """
+    kernels().input_codes(X, input_lo, input_scale, weight_codes, bits, codes, saturated)

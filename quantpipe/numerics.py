@@ -29,7 +29,7 @@ import math
 
 import numpy as np
 
-from quantpipe import _kernels, compiled
+from quantpipe import compiled
 
 # -- fixed order of IEEE operations ----------------------------------------------------------
 
@@ -85,7 +85,7 @@ def row_dot(X: np.ndarray, w: np.ndarray, out: np.ndarray, offset: float = 0.0) 
     ValueError
         If the shapes disagree, or ``out`` is not a writable C-contiguous float64 array.
     SetupError
-        If the compiled loop is older than its source (:func:`quantpipe.compiled.check`).
+        If the compiled loop is not built from its source (:func:`quantpipe.compiled.kernels`).
     """
     row_dot_checked(X, w, out, offset)
     return out
@@ -98,10 +98,9 @@ def row_dot_checked(X: np.ndarray, w: np.ndarray, out: np.ndarray, offset: float
     (``np.isfinite``) took 12 % of a prediction's time. Parameters and errors as
     :func:`row_dot`'s.
     """
-    compiled.check()
     X = np.ascontiguousarray(X, dtype=np.float64)
     w = np.ascontiguousarray(w, dtype=np.float64)
-    return _kernels.row_dot(X, w, out, float(offset))
+    return compiled.row_dot(X, w, out, float(offset))
 
 
 def quadratic_forms(D: np.ndarray, C: np.ndarray) -> np.ndarray:

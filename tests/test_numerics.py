@@ -4,6 +4,7 @@ order of IEEE operations (quantpipe.numerics)."""
 from __future__ import annotations
 
 import math
+import sys
 from fractions import Fraction
 
 import numpy as np
@@ -246,21 +247,29 @@ def test_compiled_kernels_refuse_a_source_changed_since_the_build(tmp_path, monk
     from quantpipe import compiled
     from quantpipe.errors import SetupError
 
-    compiled.check()  # this checkout's build is current
+    compiled.kernels()  # this checkout's build is current
     edited = tmp_path / "_kernels.c"
     edited.write_bytes(compiled.SOURCE.read_bytes() + b"\n/* an edit */\n")
     monkeypatch.setattr(compiled, "SOURCE", edited)
-    compiled.check.cache_clear()
+    compiled.kernels.cache_clear()
     with pytest.raises(
         SetupError,
-        match=r"_kernels.c changed since quantpipe._kernels was built from it; "
-        r"rebuild it with `pip install --no-deps -e .`",
+        match=r"_kernels.c changed since _quantpipe_kernels was built from it; "
+        r"rebuild it with `pip install --no-deps -e .` in the repository",
     ):
         numerics.row_dot(np.ones((1, 8)), np.ones(8), np.empty(1))
     monkeypatch.setattr(compiled, "SOURCE", tmp_path / "absent.c")  # an installed package
-    compiled.check.cache_clear()
+    compiled.kernels.cache_clear()
     assert numerics.row_dot(np.ones((1, 8)), np.ones(8), np.empty(1)).tolist() == [8.0]
-    compiled.check.cache_clear()
+    monkeypatch.setitem(sys.modules, "_quantpipe_kernels", None)  # import fails: not built
+    compiled.kernels.cache_clear()
+    with pytest.raises(
+        SetupError,
+        match=r"^quantpipe's compiled kernels \(_quantpipe_kernels\) are not built; "
+        r"rebuild it with",
+    ):
+        numerics.row_dot(np.ones((1, 8)), np.ones(8), np.empty(1))
+    compiled.kernels.cache_clear()
 
 
 @pytest.mark.parametrize("k", [8, 3])
@@ -287,4 +296,5 @@ def test_threaded_prediction_names_the_first_overflow_across_chunks(monkeypatch)
     X[[950, 420, 421], 3] = 1e308
     predictions, bad = q.predict_checked(X, np.full(8, 4.0), 0.0, threads=3)
     assert bad == 420
+    assert predictions[419] == 32.0
     assert q.predict_checked(X[:400], np.full(8, 4.0), 0.0, threads=3)[1] == -1

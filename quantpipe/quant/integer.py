@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from quantpipe import _kernels, compiled, exact
+from quantpipe import compiled, exact
 from quantpipe.quant.codes import as_finite_vector
 from quantpipe.quant.rounding import quantize_data_aware
 
@@ -42,7 +42,6 @@ class IntegerLinear:
     bits: int
 
     def _arrays(self, X: np.ndarray) -> tuple[np.ndarray, ...]:
-        compiled.check()
         return (
             np.ascontiguousarray(X, dtype=np.float64),
             np.ascontiguousarray(self.input_lo, dtype=np.float64),
@@ -69,12 +68,12 @@ class IntegerLinear:
         ValueError
             If an input is NaN, or the shapes disagree.
         SetupError
-            If the compiled loop is older than its source (:func:`quantpipe.compiled.check`).
+            If the compiled loop is not built from its source (:func:`quantpipe.compiled.kernels`).
         """
         X, lo, scale, weights = self._arrays(X)
         codes = np.empty(X.shape, dtype=np.int64)
         saturated = np.empty(X.shape[0], dtype=bool)
-        _kernels.input_codes(X, lo, scale, weights, self.bits, codes, saturated)
+        compiled.input_codes(X, lo, scale, weights, self.bits, codes, saturated)
         return codes, saturated
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -100,11 +99,11 @@ class IntegerLinear:
         ValueError
             If an input is NaN, or the shapes disagree.
         SetupError
-            If the compiled loop is older than its source (:func:`quantpipe.compiled.check`).
+            If the compiled loop is not built from its source (:func:`quantpipe.compiled.kernels`).
         """
         X, lo, scale, weights = self._arrays(X)
         out = np.empty(X.shape[0])
-        _kernels.integer_predict(
+        compiled.integer_predict(
             X, lo, scale, weights, self.bits, self.bias_code, self.output_scale, out
         )
         return out
