@@ -7,6 +7,9 @@ non-zero exit; library code never prints and never exits.
 import reprlib
 from typing import Any
 
+#: reprlib's ``maxstring`` in :func:`show`: a string whose repr is this short is shown whole.
+_SHORT = 40
+
 
 def show(value: Any) -> str:
     """``repr`` of a value a user or client sent, cut short, for an error message.
@@ -15,9 +18,13 @@ def show(value: Any) -> str:
     levels deep at most (``repr`` of JSON nested 1,000 deep would raise ``RecursionError``),
     and the result is at most 60 characters, so an error stays one short line.
     """
+    if type(value) is str and len(value) <= _SHORT:  # the usual case, as reprlib would show it
+        text = repr(value)
+        if len(text) <= _SHORT:
+            return text
     short = reprlib.Repr()
     short.maxlevel, short.maxlist, short.maxdict = 3, 6, 4
-    short.maxstring = short.maxother = 40
+    short.maxstring = short.maxother = _SHORT
     try:
         text = short.repr(value)
     except ValueError:  # an int of more than 4,300 digits has no repr

@@ -8,18 +8,21 @@ a real socket.
 from __future__ import annotations
 
 import json
+import reprlib
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from quantpipe.data import FEATURE_NAMES
 from quantpipe.errors import PredictionError, show
 from quantpipe.models import finite_predictions
 from quantpipe.registry import ModelRegistry
-from quantpipe.serve import app as app_module
+from quantpipe.serve import infer as infer_module
 from quantpipe.serve.app import create_app
 from quantpipe.serve.protocol import whole_number
 from tests.models import rows, write_models
@@ -98,6 +101,14 @@ def test_show_is_short_for_any_value():
     assert show(10**5000) == "an integer too long to show"
 
 
+@given(st.text(max_size=60))
+def test_show_of_a_short_string_is_what_reprlib_shows(text):
+    # show() skips reprlib for strings whose repr fits; the result must not change
+    reference = reprlib.Repr()
+    reference.maxstring = reference.maxother = 40
+    assert show(text) == reference.repr(text)
+
+
 def test_an_unexpected_failure_is_a_counted_json_500(app, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("a bug")
@@ -150,14 +161,14 @@ def test_json_bodies_have_their_own_lower_limit(app):
 
 def test_a_large_body_is_answered_off_the_event_loop(app, monkeypatch):
     threads = []
-    answer = app_module._answer
+    answer = infer_module.answer
 
     def recording(*args):
         threads.append(threading.current_thread().name)
         return answer(*args)
 
-    monkeypatch.setattr(app_module, "_answer", recording)
-    monkeypatch.setattr(app_module, "OFFLOAD_BYTES", 1000)
+    monkeypatch.setattr(infer_module, "answer", recording)
+    monkeypatch.setattr(infer_module, "OFFLOAD_BYTES", 1000)
     small = infer_body(rows(2))
     large, headers = binary_request(rows(1000 // 64 + 1))
     assert app.call("POST", "/v2/models/q8/infer", small)[0] == 200

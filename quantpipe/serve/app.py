@@ -16,16 +16,10 @@ a JSON body limit well below the binary one).
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import orjson
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -37,11 +31,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from quantpipe import __version__
 from quantpipe.drift import Reference, load_reference
-from quantpipe.errors import InputError, RequestError, cut, show
+from quantpipe.errors import RequestError, cut, show
 from quantpipe.mnist.evaluation import DigitsNet
 from quantpipe.registry import ModelRegistry
-from quantpipe.serve.bodies import Budget, read_body
-from quantpipe.serve.digits import answer_digits, digits_metadata
+from quantpipe.serve.bodies import Budget
+from quantpipe.serve.digits import digits_metadata
+from quantpipe.serve.infer import (
+    FastInfer,
+    Server,
+    disconnected_response,
+    error_response,
+    json_response,
+    read_and_answer,
+    request_error_response,
+)
 from quantpipe.serve.protocol import (
     EXTENSIONS,
     HEADER_LENGTH,
@@ -50,9 +53,6 @@ from quantpipe.serve.protocol import (
     OUTPUT_NAME,
     PLATFORM,
     SERVER_NAME,
-    infer_response,
-    parse_infer_request,
-    whole_number,
 )
 from quantpipe.serve.telemetry import DriftWindow, Metrics
 
@@ -65,42 +65,6 @@ DEFAULT_MAX_JSON_BYTES = 8 * 1024 * 1024
 DEFAULT_DRIFT_WINDOW = 10_000
 #: Request bodies one worker holds at once: past it, 503.
 DEFAULT_MAX_HELD_BYTES = 256 * 1024 * 1024
-#: Infer bodies above this many bytes are parsed and predicted off the event loop.
-OFFLOAD_BYTES = 1024 * 1024
-#: Digits infer bodies above this many bytes (about 10 images) are answered off the event loop.
-DIGITS_OFFLOAD_BYTES = 8 * 1024
-#: Large infer bodies decoded at once per worker process; the others wait their turn.
-LARGE_AT_ONCE = 2
-
-
-@dataclass(frozen=True)
-class Server:
-    """What the handlers of one app share (its ``state.server``)."""
-
-    registry: ModelRegistry
-    #: The digits networks, by name (``mnist-fp32``, ``mnist-q8``, ...).
-    digits: Mapping[str, DigitsNet]
-    metrics: Metrics
-    drift: DriftWindow | None
-    max_body_bytes: int
-    max_json_bytes: int
-    held: Budget
-    large: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(LARGE_AT_ONCE, "quantpipe-infer")
-    )
-
-    @property
-    def n_features(self) -> int:
-        """Features a row of every model has."""
-        return len(self.registry.feature_names)
-
-
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
-
-
-def _error(status: int, message: str) -> Response:
-    return _json({"error": message}, status)
 
 
 def _server(request: Request) -> Server:
@@ -126,17 +90,17 @@ def _resolve(request: Request, endpoint: str) -> str:
 
 async def live(request: Request) -> Response:
     """``GET /v2/health/live``."""
-    return _json({"live": True})
+    return json_response({"live": True})
 
 
 async def ready(request: Request) -> Response:
     """``GET /v2/health/ready``: the models are loaded before the app exists."""
-    return _json({"ready": True})
+    return json_response({"ready": True})
 
 
 async def server_metadata(request: Request) -> Response:
     """``GET /v2``: name, version and extensions."""
-    return _json({"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS})
+    return json_response({"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS})
 
 
 async def model_metadata(request: Request) -> Response:
@@ -145,9 +109,9 @@ async def model_metadata(request: Request) -> Response:
     name = _resolve(request, "metadata")
     server.metrics.count(name, "metadata", 200)
     if name in server.digits:
-        return _json(digits_metadata(name, server.digits[name]))
+        return json_response(digits_metadata(name, server.digits[name]))
     model = server.registry.get(name)
-    return _json(
+    return json_response(
         {
             "name": name,
             "versions": [MODEL_VERSION],
@@ -168,65 +132,24 @@ async def model_ready(request: Request) -> Response:
     """``GET /v2/models/{name}/ready``."""
     name = _resolve(request, "ready")
     _server(request).metrics.count(name, "ready", 200)
-    return _json({"name": name, "ready": True})
-
-
-def _answer(server: Server, name: str, body: bytes, header_length: str | None) -> Response:
-    """Parse, predict and format: the work of an infer request once its body is read."""
-    start = time.perf_counter()
-    if name in server.digits:
-        content, headers, images = answer_digits(name, server.digits[name], body, header_length)
-        server.metrics.latency.labels(name).observe(time.perf_counter() - start)
-        server.metrics.rows.labels(name).inc(images)
-        return Response(content, headers=headers)
-    parsed = parse_infer_request(body, header_length, server.n_features)
-    try:
-        predictions = server.registry.get(name).predict(parsed.X)
-    except InputError as exc:
-        raise RequestError(400, str(exc)) from None
-    if server.drift is not None:
-        server.drift.add(parsed.X)
-    content, headers = infer_response(name, parsed, predictions)
-    server.metrics.latency.labels(name).observe(time.perf_counter() - start)
-    server.metrics.rows.labels(name).inc(len(predictions))
-    return Response(content, headers=headers)
+    return json_response({"name": name, "ready": True})
 
 
 async def infer(request: Request) -> Response:
-    """``POST /v2/models/{name}/infer``: predictions for the rows sent."""
-    server = _server(request)
-    name = _resolve(request, "infer")
-    header_length = request.headers.get(HEADER_LENGTH)
-    try:
-        if header_length is None:
-            limit, what = server.max_json_bytes, "JSON request body"
-        else:
-            limit, what = server.max_body_bytes, "request body"
-        body = await read_body(request, limit, what, server.held)
-        try:
-            json_length = whole_number(header_length)
-            if json_length is not None and json_length > server.max_json_bytes:
-                raise RequestError(413, f"JSON header over the {server.max_json_bytes}-byte limit")
-            response = await _answered(server, name, body, header_length)
-        finally:
-            server.held.give(len(body))
-    except RequestError as exc:
-        server.metrics.count(name, "infer", exc.status)
-        raise
-    server.metrics.count(name, "infer", 200)
-    return response
+    """``POST /v2/models/{name}/infer`` that :class:`FastInfer` passed on.
 
-
-async def _answered(server: Server, name: str, body: bytes, header_length: str | None) -> Response:
-    """:func:`_answer` on the event loop for a small body, in a worker thread for a large one.
-
-    A digits body is large sooner: an image costs up to 2 ms (fp32), a housing row 0.1 µs.
+    An unknown name or version gets its 404 here; a known one (in an app without
+    :class:`FastInfer`) is answered as :class:`FastInfer` would.
     """
-    limit = DIGITS_OFFLOAD_BYTES if name in server.digits else OFFLOAD_BYTES
-    if len(body) <= limit:
-        return _answer(server, name, body, header_length)
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(server.large, _answer, server, name, body, header_length)
+    name = _resolve(request, "infer")
+    content, headers = await read_and_answer(
+        _server(request),
+        name,
+        request.headers.get(HEADER_LENGTH),
+        request.headers.get("content-length"),
+        request.receive,
+    )
+    return Response(content, headers=headers)
 
 
 async def prometheus(request: Request) -> Response:
@@ -236,17 +159,14 @@ async def prometheus(request: Request) -> Response:
 
 async def _request_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestError)
-    response = _error(exc.status, exc.message)
-    if exc.status in (413, 503):  # the rest of the body will not be read: end the connection
-        response.headers["connection"] = "close"
-    if exc.status == 503:
-        response.headers["retry-after"] = "1"
-    return response
+    return request_error_response(exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    response = _error(exc.status_code, f"{exc.detail}: {request.method} {cut(request.url.path)}")
+    response = error_response(
+        exc.status_code, f"{exc.detail}: {request.method} {cut(request.url.path)}"
+    )
     response.headers.update(exc.headers or {})  # a 405's Allow
     return response
 
@@ -260,7 +180,7 @@ def _endpoint(request: Request) -> str:
 
 
 async def _disconnected(request: Request, exc: Exception) -> Response:
-    return _error(400, "client disconnected before sending the whole body")
+    return disconnected_response()
 
 
 class CatchAll:
@@ -294,7 +214,7 @@ class CatchAll:
             name = request.path_params.get("name", "")
             _server(request).metrics.count(name, _endpoint(request), 500)
             if not started:
-                response = _error(500, "internal error; the server log has the details")
+                response = error_response(500, "internal error; the server log has the details")
                 await response(scope, receive, send)
 
 
@@ -357,7 +277,7 @@ def create_app(
             HTTPException: _http_error,
             ClientDisconnect: _disconnected,
         },
-        middleware=[Middleware(CatchAll)],
+        middleware=[Middleware(CatchAll), Middleware(FastInfer)],
     )
     app.router.redirect_slashes = False  # a redirect would go to whatever Host was sent
     digits = dict(digits or {})

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive
 
 from quantpipe.errors import RequestError
 from quantpipe.serve.protocol import whole_number
@@ -33,18 +35,26 @@ class Budget:
         self.held -= n
 
 
-async def read_body(request: Request, limit: int, what: str, budget: Budget) -> bytes:
+async def read_body(
+    declared_length: str | None,
+    stream: AsyncIterator[bytes],
+    limit: int,
+    what: str,
+    budget: Budget,
+) -> bytes:
     """The whole body, at most ``limit`` bytes, held against ``budget``.
 
-    The caller gives back ``len(body)`` to the budget when done with it; on an error, what
-    was taken is given back here.
+    ``declared_length`` is the request's ``content-length`` header (a larger one is refused
+    before anything is read), ``stream`` its body's chunks (:func:`body_chunks`). The caller
+    gives back ``len(body)`` to the budget when done with it; on an error, what was taken is
+    given back here.
     """
-    declared = whole_number(request.headers.get("content-length"))
+    declared = whole_number(declared_length)
     if declared is not None and declared > limit:
         raise RequestError(413, f"{what} over the {limit}-byte limit")
     chunks, size = [], 0
     try:
-        async for chunk in request.stream():
+        async for chunk in stream:
             if size + len(chunk) > limit:
                 raise RequestError(413, f"{what} over the {limit}-byte limit")
             budget.take(len(chunk))
@@ -54,3 +64,22 @@ async def read_body(request: Request, limit: int, what: str, budget: Budget) -> 
         budget.give(size)
         raise
     return b"".join(chunks)
+
+
+async def body_chunks(receive: Receive) -> AsyncIterator[bytes]:
+    """The chunks of a request's body, from its ASGI ``receive``, as Starlette reads them.
+
+    Raises
+    ------
+    ClientDisconnect
+        If the client goes away before the last chunk.
+    """
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return

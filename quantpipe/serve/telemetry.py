@@ -10,6 +10,7 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from prometheus_client import (
@@ -109,6 +110,10 @@ class Metrics:
     def __init__(self, model_names: Sequence[str], drift: DriftWindow | None = None):
         self.registry = CollectorRegistry()
         self.models = set(model_names)
+        # the label children of the metrics updated per request, looked up once: a lookup
+        # (labels()) cost about 1 µs, a third of a 1-row request's metrics
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._answered: dict[str, tuple[Any, Any]] = {}
         self.requests = Counter(
             "quantpipe_requests",
             "Model requests by model, endpoint and HTTP status.",
@@ -171,6 +176,20 @@ class Metrics:
 
     def count(self, model: str, endpoint: str, status: int) -> None:
         """Count one request (under the label ``_unknown`` for an unknown model name)."""
-        # unknown names share one label value, so requests cannot grow the label set
-        label = model if model in self.models else "_unknown"
-        self.requests.labels(label, endpoint, str(status)).inc()
+        key = (model, endpoint, status)
+        counter = self._counters.get(key)
+        if counter is None:
+            # unknown names share one label value, so requests cannot grow the label set
+            label = model if model in self.models else "_unknown"
+            counter = self.requests.labels(label, endpoint, str(status))
+            if label != "_unknown":  # only served names are remembered: the dict is bounded
+                self._counters[key] = counter
+        counter.inc()
+
+    def answered(self, model: str, seconds: float, rows: int) -> None:
+        """Record an infer request of a served ``model``: its latency and its rows."""
+        children = self._answered.get(model)
+        if children is None:
+            children = self._answered[model] = (self.latency.labels(model), self.rows.labels(model))
+        children[0].observe(seconds)
+        children[1].inc(rows)
