@@ -567,3 +567,25 @@ def test_drift_gauges_follow_the_recent_inputs(models, tmp_path):
         assert calm < 0.2 < latitude_psi()
     finally:
         stop_server(proc)
+
+
+def test_response_ids_are_distinct_version_4_uuids_and_new_in_a_forked_child():
+    import uuid
+
+    from quantpipe.serve.ids import response_id
+
+    ids = [response_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(uuid.UUID(i).version == 4 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: send its next id, then leave at once
+        os.write(write, response_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    with os.fdopen(read) as pipe:
+        from_child = pipe.read()
+    assert uuid.UUID(from_child).version == 4
+    assert from_child not in ids
+    assert uuid.UUID(from_child).int - uuid.UUID(ids[-1]).int not in range(-(2**70), 2**70)

@@ -8,7 +8,6 @@ bytes in, arrays and bytes out.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +18,7 @@ from quantpipe.errors import RequestError, show
 from quantpipe.mnist.evaluation import DigitsNet, predict
 from quantpipe.mnist.modelfile import INPUT, OUTPUTS, param_bytes
 from quantpipe.mnist.qnet import QuantNet
+from quantpipe.serve.ids import response_id
 from quantpipe.serve.protocol import (
     MODEL_VERSION,
     _object,
@@ -187,7 +187,7 @@ def digits_response(
     payload = {
         "model_name": model_name,
         "model_version": MODEL_VERSION,
-        "id": request.id if request.id is not None else str(uuid.uuid4()),
+        "id": request.id if request.id is not None else response_id(),
         "outputs": outputs,
     }
     header = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -12,7 +12,6 @@ through orjson, which says what is wrong; the two give the same request.
 from __future__ import annotations
 
 import itertools
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +24,7 @@ except ModuleNotFoundError:  # the orjson path alone: slower for large bodies, t
     simdjson = None  # type: ignore[assignment]
 
 from quantpipe.errors import RequestError, show
+from quantpipe.serve.ids import response_id
 
 SERVER_NAME = "quantpipe"
 MODEL_VERSION = "1"
@@ -368,7 +368,7 @@ def infer_response(
     payload = {
         "model_name": model_name,
         "model_version": MODEL_VERSION,
-        "id": request.id if request.id is not None else str(uuid.uuid4()),
+        "id": request.id if request.id is not None else response_id(),
         "outputs": [output],
     }
     if not request.binary_output:
