@@ -266,3 +266,24 @@ def test_without_orjson_the_same_bytes(monkeypatch):
     values = np.array([2.5, 0.1, 3.25])
     monkeypatch.setattr(predict, "orjson", None)
     assert predict.format_predictions(values) == "2.5\n0.1\n3.25\n"
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_worker_processes_change_no_prediction_and_no_error(models, capsys, monkeypatch, jobs):
+    X = rows(50)
+    args = ["--model", "q8", "--chunk-rows", "7", "--jobs", jobs]
+    status, out, _ = run_predict(models, args, csv(X, True), capsys, monkeypatch)
+    assert status == 0
+    got = np.array([float(line) for line in out.splitlines()])
+    assert_array_equal(got, ModelRegistry.from_directory(models).get("q8").predict(X))
+    bad = csv(X, True).splitlines(keepends=True)
+    bad[40] = "1,2\n"
+    status, _, err = run_predict(models, args, "".join(bad), capsys, monkeypatch)
+    assert status == 1
+    assert err.startswith("error: line 41: 2 values, expected 8 (MedInc,")
+    assert err.count("\n") == 1
+
+
+def test_jobs_must_be_positive(models, capsys, monkeypatch):
+    status, _, err = run_predict(models, ["--model", "q8", "--jobs", "0"], "", capsys, monkeypatch)
+    assert (status, err) == (1, "error: --jobs 0 is not allowed; use a positive integer\n")

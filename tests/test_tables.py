@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import itertools
+import json
 import math
 import re
+import time
 
 import numpy as np
 import pytest
@@ -197,3 +200,56 @@ def test_anything_but_lists_of_numbers_is_left_to_the_line_by_line_parser(line, 
     else:  # an object line with the features' keys is valid, line by line
         X, _ = parse_jsonl(lines, 1, ["a", "b"])
         assert X.tobytes() == expected[0].tobytes()
+
+
+# -- parsing in worker processes (quantpipe.pool) ----------------------------------------------
+
+
+def _rows_text(n, bad_lines=(), fmt="csv"):
+    rng = np.random.default_rng(n)
+    lines = []
+    for row in rng.normal(size=(n, 8)).tolist():
+        lines.append(",".join(map(repr, row)) if fmt == "csv" else json.dumps(row))
+    for lineno, text in bad_lines:  # 1-based numbers of the lines after a CSV's header
+        lines[lineno - 2] = text
+    header = [",".join(FEATURE_NAMES)] if fmt == "csv" else []
+    return "\n".join(header + lines) + "\n"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_worker_processes_give_the_same_arrays(fmt):
+    text = _rows_text(95, fmt=fmt).replace("\n", "\n\n", 3)  # blank lines, too
+    alone = list(read_chunks(io.StringIO(text), FEATURE_NAMES, chunk_rows=10))
+    workers = list(read_chunks(io.StringIO(text), FEATURE_NAMES, chunk_rows=10, jobs=2))
+    assert len(workers) == len(alone) == 10
+    for (a, _), (b, _) in zip(alone, workers, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("jobs", [1, 2, 3])
+def test_worker_processes_report_the_first_bad_line(jobs):
+    text = _rows_text(95, bad_lines=[(87, "1,2,x,4,5,6,7,8"), (57, "1,2,3")])
+    with pytest.raises(InputError, match=r"^line 57: 3 values, expected 8 \(MedInc,"):
+        list(read_chunks(io.StringIO(text), FEATURE_NAMES, chunk_rows=10, jobs=jobs))
+
+
+def _slow_for_the_first(lines, first_lineno):
+    time.sleep(0.2 if first_lineno == 1 else 0.0)  # the first chunk finishes last
+    return first_lineno, len(lines)
+
+
+def test_results_come_in_input_order_and_a_consumer_may_stop_early():
+    from quantpipe.pool import parsed_in_order
+
+    # lines as a text file gives them: each ends with its newline (the input's last may not)
+    chunks = iter([(["a\n"] * 3, 1), (["b\n"] * 3, 4), (["c\n"] * 2, 7), (["d"], 9)])
+    assert list(parsed_in_order(chunks, _slow_for_the_first, jobs=2)) == [
+        (1, 3),
+        (4, 3),
+        (7, 2),
+        (9, 1),
+    ]
+    endless = ((["x\n"], i) for i in itertools.count(1))
+    results = parsed_in_order(endless, _slow_for_the_first, jobs=2)
+    assert next(results) == (1, 1)
+    results.close()  # the pool is shut down, nothing hangs
