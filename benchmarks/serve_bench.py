@@ -8,7 +8,8 @@ serving the same model (``models/fp64.joblib``) with its default settings and wi
 ``parallel_workers: 0`` (inference in the server process, its faster setting on a small
 machine) and with two parallel workers; quantpipe runs with one and with two worker
 processes. Then times the batch command on 1,000,000 rows. Prints markdown tables and, per
-cell, quantpipe's best against MLServer's best and against the floor.
+cell, quantpipe's best against MLServer's best and against the floor, and each server's
+start-up (to its first ready answer) and resident memory, idle and after the run.
 
 Run from the repository root after ``dvc repro``, with wrk installed (``apt-get install
 wrk``)::
@@ -110,17 +111,17 @@ def start_quantpipe(
 ) -> tuple[subprocess.Popen, int, float]:
     """``quantpipe serve`` on a free port, once ready: its process, port and start-up time.
 
-    ``checkout`` serves another checkout's models with its own code (``PYTHONPATH``);
+    ``checkout`` serves another checkout's models with its own code (run from it);
     ``extra`` are more options. The server has a session of its own, for :func:`stop`.
     """
     port = free_port()
     command = [sys.executable, "-m", "quantpipe.serve", "--port", str(port), "-q"]
     env = dict(os.environ)
-    if checkout is not None:
-        env["PYTHONPATH"] = str(checkout)
+    if checkout is not None:  # run from the checkout: `-m` puts the working directory first
+        env["PYTHONPATH"] = str(checkout)  # on sys.path, before PYTHONPATH (so: both)
         command += ["--models-dir", str(checkout / "models")]
     command += ["--workers", str(workers), *extra]
-    proc = subprocess.Popen(command, start_new_session=True, env=env)
+    proc = subprocess.Popen(command, start_new_session=True, env=env, cwd=checkout)
     return proc, port, wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc)
 
 
@@ -225,6 +226,43 @@ def first_response(url: str, lua_body: Path, headers: dict[str, str]) -> tuple[i
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+
+
+def tree_rss(pid: int) -> float:
+    """Resident memory (MB) of process ``pid`` and its descendants (the workers), from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # a process that ended meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        todo += children.get(current, [])
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+        except OSError:
+            continue
+        total += next(
+            (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0
+        )
+    return total / 1024
+
+
+def footprint(results: dict[str, dict]) -> str:
+    """Start-up and memory per server: ready time, RSS idle and after the measurements."""
+    lines = [
+        "| server | ready in s | RSS idle MB | RSS after the run MB |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, r in results.items():
+        if "ready" in r:
+            lines.append(
+                f"| {name} | {r['ready']:.2f} | {r['rss_idle']:.0f} | {r['rss_after']:.0f} |"
+            )
+    return "\n".join(lines)
 
 
 def measure(label: str, url: str, scripts: dict[str, Path], seconds: int) -> dict:
@@ -391,6 +429,7 @@ def main() -> None:
     test = load_dataset("data/split/test.npz").X
     X = test[:1000]
     results: dict[str, dict] = {}
+    footprints: dict[str, dict] = {}
 
     servers = [("quantpipe", None)]
     if args.baseline is not None:  # another checkout of quantpipe, measured in the same run
@@ -400,9 +439,11 @@ def main() -> None:
         proc, port, ready = start_quantpipe(workers, checkout)
         try:
             print(f"{label} ready in {ready:.1f} s", flush=True)
+            idle = tree_rss(proc.pid)
             scripts = write_bodies(args.workdir, X, "input-0")
             url = f"http://127.0.0.1:{port}/v2/models/fp64/infer"
             results[label] = measure(label, url, scripts, args.seconds)
+            footprints[label] = {"ready": ready, "rss_idle": idle, "rss_after": tree_rss(proc.pid)}
         finally:
             stop(proc)
 
@@ -423,8 +464,14 @@ def main() -> None:
             proc, port, ready = start_mlserver(venv, args.workdir, workers)
             try:
                 print(f"{label} (parallel_workers={workers}) ready in {ready:.1f} s", flush=True)
+                idle = tree_rss(proc.pid)
                 url = f"http://127.0.0.1:{port}/v2/models/fp64/infer"
                 results[label] = measure(label, url, scripts, args.seconds)
+                footprints[label] = {
+                    "ready": ready,
+                    "rss_idle": idle,
+                    "rss_after": tree_rss(proc.pid),
+                }
             finally:
                 stop(proc)
 
@@ -436,6 +483,8 @@ def main() -> None:
         print(comparison(results))
     print("\n## quantpipe's best against the framework's floor, per cell\n")
     print(floor_comparison(results))
+    print("\n## Start-up and memory (RSS of the server and its workers)\n")
+    print(footprint(footprints))
     print(
         f"\nbatch: quantpipe predict --model q8 on 1,000,000 CSV rows ({mb:.0f} MB): "
         f"{rows_per_s:,.0f} rows/s (median of 3)"
