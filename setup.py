@@ -9,7 +9,7 @@ floating-point contraction: GCC fuses a multiply and an add into one FMA by defa
 that have it, and clang within an expression, either of which changes a prediction's last
 bit from one machine to the next. -O3 for the vector loops, and no -march, so that one build
 runs on every CPU of its platform. The module records the sha256 of the source it was built
-from.
+from and these flags (``SOURCE_SHA256``, ``FLAGS``), which :mod:`quantpipe.compiled` checks.
 """
 
 from __future__ import annotations
@@ -35,7 +35,10 @@ setup(
             "_quantpipe_kernels",
             [SOURCE],
             extra_compile_args=FLAGS,
-            define_macros=[("KERNELS_SOURCE_SHA256", f'"{digest}"')],
+            define_macros=[
+                ("KERNELS_SOURCE_SHA256", f'"{digest}"'),
+                ("KERNELS_FLAGS", '"' + " ".join(FLAGS) + '"'),
+            ],
         )
     ]
 )

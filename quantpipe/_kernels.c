@@ -8,8 +8,11 @@
  * the compiler's vector width or the batch a row arrives in, provided the compiler neither
  * reassociates nor fuses a multiply and an add. setup.py builds this file with
  * -ffp-contract=off (GCC's own default fuses on CPUs with FMA, clang's within an
- * expression); -ffast-math would reassociate, and is refused below. tests/test_kernels.py
- * checks a case that a fused multiply-add would change.
+ * expression); -ffast-math would reassociate, and is refused below, as is arithmetic in
+ * more precision than double (x87 on 32-bit x86: every result rounded twice).
+ * tests/test_numerics.py checks a case that a fused multiply-add would change; setup.py
+ * records its flags in the module, and quantpipe.compiled refuses a build without
+ * -ffp-contract=off.
  *
  * Arrays arrive through the buffer protocol (no numpy headers at build time): C-contiguous,
  * native byte order, checked here. The loops run without the GIL.
@@ -17,11 +20,14 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <float.h>
 #include <stdint.h>
-#include <string.h>
 
 #ifdef __FAST_MATH__
 #error "_quantpipe_kernels needs IEEE arithmetic: build it without -ffast-math"
+#endif
+#if !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0
+#error "_quantpipe_kernels needs double arithmetic in double precision (SSE2 on x86, not x87)"
 #endif
 #ifdef __clang__
 #pragma clang fp contract(off)
@@ -44,7 +50,8 @@ static int get_array(PyObject *obj, Py_buffer *view, char type, int ndim, int wr
         return -1;
     }
     const char *format = view->format ? view->format : "B";
-    if (format[0] == '@' || format[0] == '=' || format[0] == '<') {
+    /* native byte order: '@', '=', or the explicit one that is native here */
+    if (format[0] == '@' || format[0] == '=' || format[0] == (PY_LITTLE_ENDIAN ? '<' : '>')) {
         format++;
     }
     char got = format[0];
@@ -93,7 +100,7 @@ static inline double dot8(const double *x, const double *w) {
 
 /* Rows ahead of the one computed whose cache line dot_rows8 asks for: a hint that keeps
  * more of memory's latency in flight than the hardware prefetcher alone (measured on one
- * thread: 215 M rows/s without, 262 M with; benchmarks/throughput_bench.py). It changes no
+ * thread, 5 M rows: 215 M rows/s without, 252 M with; benchmarks/throughput_bench.py). It changes no
  * result. */
 #define PREFETCH_ROWS 256
 #if defined(__GNUC__)
@@ -625,10 +632,14 @@ static struct PyModuleDef module = {
 #ifndef KERNELS_SOURCE_SHA256
 #define KERNELS_SOURCE_SHA256 "unknown"
 #endif
+#ifndef KERNELS_FLAGS
+#define KERNELS_FLAGS ""
+#endif
 
 PyMODINIT_FUNC PyInit__quantpipe_kernels(void) {
     PyObject *m = PyModule_Create(&module);
-    if (m != NULL && PyModule_AddStringConstant(m, "SOURCE_SHA256", KERNELS_SOURCE_SHA256) != 0) {
+    if (m != NULL && (PyModule_AddStringConstant(m, "SOURCE_SHA256", KERNELS_SOURCE_SHA256) != 0 ||
+                      PyModule_AddStringConstant(m, "FLAGS", KERNELS_FLAGS) != 0)) {
         Py_DECREF(m);
         return NULL;
     }

@@ -7,8 +7,9 @@ the environment's build, so the build must be of that tree's C source: if the C 
 since (an edit, a ``git pull``), ``dvc repro`` would rerun the stages, which list the
 source, with the old code, and record outputs under a source they were not computed by.
 :func:`kernels` refuses that, and a missing build, with a :class:`SetupError` saying how to
-rebuild. An installed package without the C source beside it (the container) has nothing to
-compare, and uses its build.
+rebuild. An installed wheel carries the C source it was built from, so there the check
+passes by construction (and without the source it is skipped). The module also records the
+flags it was built with (``FLAGS``); a build without ``-ffp-contract=off`` is refused too.
 
 The functions below are the kernels' signatures; the arithmetic is documented where it is
 used (:func:`quantpipe.numerics.row_dot`, :class:`quantpipe.quant.integer.IntegerLinear`).
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -26,10 +28,13 @@ import numpy as np
 
 from quantpipe.errors import SetupError
 
-#: The C source of the running ``quantpipe`` (absent from an installed wheel).
+#: The C source of the running ``quantpipe``.
 SOURCE = Path(__file__).with_name("_kernels.c")
 MODULE = "_quantpipe_kernels"  # setup.py builds it
-REBUILD = "rebuild it with `pip install --no-deps -e .` in the repository"
+REBUILD = "rebuild it with `pip install --no-deps --no-build-isolation -e .` in the repository"
+#: The flag that keeps a compiler from fusing a multiply and an add (setup.py; MSVC's
+#: /fp:precise does not fuse).
+NO_CONTRACTION = "/fp:precise" if sys.platform == "win32" else "-ffp-contract=off"
 
 
 @functools.cache
@@ -51,6 +56,8 @@ def kernels() -> ModuleType:
         digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()
         if digest != module.SOURCE_SHA256:
             raise SetupError(f"{SOURCE} changed since {MODULE} was built from it; {REBUILD}")
+    if NO_CONTRACTION not in module.FLAGS.split():
+        raise SetupError(f"{MODULE} was built without {NO_CONTRACTION} (setup.py); {REBUILD}")
     return module
 
 

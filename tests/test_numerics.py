@@ -255,12 +255,18 @@ def test_compiled_kernels_refuse_a_source_changed_since_the_build(tmp_path, monk
     with pytest.raises(
         SetupError,
         match=r"_kernels.c changed since _quantpipe_kernels was built from it; "
-        r"rebuild it with `pip install --no-deps -e .` in the repository",
+        r"rebuild it with `pip install --no-deps --no-build-isolation -e .` in the repository",
     ):
         numerics.row_dot(np.ones((1, 8)), np.ones(8), np.empty(1))
     monkeypatch.setattr(compiled, "SOURCE", tmp_path / "absent.c")  # an installed package
     compiled.kernels.cache_clear()
     assert numerics.row_dot(np.ones((1, 8)), np.ones(8), np.empty(1)).tolist() == [8.0]
+    import _quantpipe_kernels
+
+    monkeypatch.setattr(_quantpipe_kernels, "FLAGS", "-O3 -ffp-contract=fast")
+    compiled.kernels.cache_clear()
+    with pytest.raises(SetupError, match=r"^_quantpipe_kernels was built without -ffp-contract"):
+        numerics.row_dot(np.ones((1, 8)), np.ones(8), np.empty(1))
     monkeypatch.setitem(sys.modules, "_quantpipe_kernels", None)  # import fails: not built
     compiled.kernels.cache_clear()
     with pytest.raises(
@@ -298,3 +304,16 @@ def test_threaded_prediction_names_the_first_overflow_across_chunks(monkeypatch)
     assert bad == 420
     assert predictions[419] == 32.0
     assert q.predict_checked(X[:400], np.full(8, 4.0), 0.0, threads=3)[1] == -1
+
+
+def test_row_dot_of_a_column_major_input_is_copied_a_block_at_a_time(monkeypatch):
+    monkeypatch.setattr(numerics, "COPY_ROWS", 7)
+    rng = np.random.default_rng(3)
+    X = np.asfortranarray(rng.normal(size=(30, 8)))
+    w = rng.normal(size=8)
+    X[20, 2] = np.inf
+    out = np.empty(30)
+    assert numerics.row_dot_checked(X, w, out, 0.5) == 20
+    expected = [_reference_dot(r, w.tolist()) + 0.5 for r in np.ascontiguousarray(X).tolist()]
+    assert out.tolist()[:20] == expected[:20]
+    assert out.tolist()[21:] == expected[21:]
