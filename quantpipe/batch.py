@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import io
 import logging
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -33,6 +32,7 @@ except ModuleNotFoundError:  # quantpipe without the serve extra: repr, slower, 
 from quantpipe import cli
 from quantpipe.errors import InputError, PredictionError
 from quantpipe.io import atomic_path
+from quantpipe.pool import cpus
 from quantpipe.registry import ModelRegistry
 from quantpipe.tables import FORMATS, read_chunks
 
@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "quantpipe predict") -> 
     p.add_argument(
         "--jobs",
         type=int,
-        default=min(os.cpu_count() or 1, MAX_JOBS),
+        default=min(cpus(), MAX_JOBS),
         help=f"processes that parse the input (default: the CPUs, at most {MAX_JOBS}; 1 parses "
         "in this process); the predictions and the errors are the same whatever the number",
     )

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import io
 import multiprocessing
+import os
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
+
+from quantpipe.errors import QuantpipeError
 
 T = TypeVar("T")
 #: A parser of a chunk: its lines and the 1-based number of its first line.
@@ -38,6 +42,13 @@ def _parse_text(parse: Parse[T], text: str, first_lineno: int) -> T:
     return parse(list(io.StringIO(text)), first_lineno)  # split as a text file is: on "\n"
 
 
+def cpus() -> int:
+    """The CPUs this process may run on (its affinity, which a container's limit sets)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def parsed_in_order(
     chunks: Iterator[tuple[list[str], int]], parse: Parse[T], jobs: int
 ) -> Iterator[T]:
@@ -46,10 +57,16 @@ def parsed_in_order(
     With ``jobs`` of 1, where processes cannot fork, or for an input of one chunk, in this
     process. ``parse`` must be picklable (a module-level function, or a partial of one).
 
+    Each result is yielded as soon as it and those before it are done, so a slow input
+    (a pipe) is answered as it comes.
+
     Raises
     ------
     Exception
-        What ``parse`` raised for the first chunk that failed.
+        What ``parse`` raised for the first chunk that failed, or what reading ``chunks``
+        raised, after the results and errors of the chunks read before.
+    QuantpipeError
+        If a worker process died.
     """
     first = next(chunks, None)
     if first is None:
@@ -63,14 +80,33 @@ def parsed_in_order(
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"))
     pending: deque[Future[T]] = deque()
     try:
-        for lines, lineno in _chain(first, _chain(second, chunks)):
-            pending.append(pool.submit(_parse_text, parse, "".join(lines), lineno))
-            if len(pending) > AHEAD * jobs:
-                yield pending.popleft().result()
+        source = _chain(first, _chain(second, chunks))
+        while True:
+            try:
+                chunk = next(source, None)
+            except Exception:  # reading ahead failed (bad UTF-8, a read error): the chunks
+                while pending:  # read before it come first, and so do their errors
+                    yield _result(pending.popleft())
+                raise
+            if chunk is None:
+                break
+            pending.append(pool.submit(_parse_text, parse, "".join(chunk[0]), chunk[1]))
+            while pending and (len(pending) > AHEAD * jobs or pending[0].done()):
+                yield _result(pending.popleft())
         while pending:
-            yield pending.popleft().result()
+            yield _result(pending.popleft())
     finally:  # on an error or a consumer that stops: drop what has not started
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _result(future: Future[T]) -> T:
+    """A chunk's result; a worker that died (killed, out of memory) is one line."""
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise QuantpipeError(
+            "a process parsing the input died (out of memory?); try --jobs 1"
+        ) from None
 
 
 def _chain(

@@ -6,6 +6,7 @@ import io
 import itertools
 import json
 import math
+import os
 import re
 import time
 
@@ -253,3 +254,32 @@ def test_results_come_in_input_order_and_a_consumer_may_stop_early():
     results = parsed_in_order(endless, _slow_for_the_first, jobs=2)
     assert next(results) == (1, 1)
     results.close()  # the pool is shut down, nothing hangs
+
+
+def test_worker_processes_report_a_bad_line_before_a_read_error_after_it():
+    # the reader runs ahead of the workers: an undecodable byte read after a bad line must
+    # not hide it (the chunks before the failed read come first, errors included)
+    text = _rows_text(95, bad_lines=[(12, "1,2,x,4,5,6,7,8")]).encode() + b"\xff\xfe,1\n"
+    for jobs in (1, 2):
+        stream = io.TextIOWrapper(io.BytesIO(text), encoding="utf-8")
+        with pytest.raises(InputError, match=r"^line 12: AveRooms = 'x' is not a number"):
+            list(read_chunks(stream, FEATURE_NAMES, chunk_rows=10, jobs=jobs))
+    good = _rows_text(95).encode() + b"\xff\n"
+    stream = io.TextIOWrapper(io.BytesIO(good), encoding="utf-8")
+    with pytest.raises(InputError, match=r"^the input is not UTF-8 text"):
+        list(read_chunks(stream, FEATURE_NAMES, chunk_rows=10, jobs=2))
+
+
+def _dies(lines, first_lineno):
+    if first_lineno > 1:
+        os._exit(1)  # a worker killed mid-parse
+    return first_lineno
+
+
+def test_a_worker_that_dies_is_one_line():
+    from quantpipe.errors import QuantpipeError
+    from quantpipe.pool import parsed_in_order
+
+    chunks = iter([(["a\n"], 1), (["b\n"], 2), (["c\n"], 3)])
+    with pytest.raises(QuantpipeError, match=r"^a process parsing the input died"):
+        list(parsed_in_order(chunks, _dies, jobs=2))
