@@ -66,7 +66,9 @@ class InProcess(Server):
         if isinstance(body, dict | list):
             body = json.dumps(body).encode()
         body = body or b""
-        fields = {**(headers or {}), "content-length": str(len(body))}
+        # headers: a dict, or a list of pairs (to send one twice)
+        pairs = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
+        pairs.append(("content-length", str(len(body))))
         scope = {
             "type": "http",
             "asgi": {"version": "3.0"},
@@ -77,7 +79,7 @@ class InProcess(Server):
             "raw_path": path.encode(),
             "query_string": b"",
             "root_path": "",
-            "headers": [(k.lower().encode(), v.encode()) for k, v in fields.items()],
+            "headers": [(k.lower().encode(), v.encode()) for k, v in pairs],
             "client": ("127.0.0.1", 1),
             "server": ("127.0.0.1", 80),
         }
@@ -589,3 +591,29 @@ def test_response_ids_are_distinct_version_4_uuids_and_new_in_a_forked_child():
     assert uuid.UUID(from_child).version == 4
     assert from_child not in ids
     assert uuid.UUID(from_child).int - uuid.UUID(ids[-1]).int not in range(-(2**70), 2**70)
+
+
+def test_serve_refuses_to_start_on_a_stale_or_missing_build(models, monkeypatch, capsys):
+    from quantpipe import compiled
+    from quantpipe.errors import SetupError
+    from quantpipe.serve import command
+
+    def stale():
+        raise SetupError("_kernels.c changed since _quantpipe_kernels was built from it")
+
+    loaded = []
+
+    class Registry:  # records whether the models were loaded before the build was checked
+        @staticmethod
+        def from_directory(path):
+            loaded.append(path)
+            raise SetupError("the models were loaded before the build was checked")
+
+    monkeypatch.setattr(compiled, "kernels", stale)
+    monkeypatch.setattr(command, "ModelRegistry", Registry)
+    status = command.main(["--models-dir", str(models), "--port", str(free_port())])
+    assert status == 1
+    assert capsys.readouterr().err == (
+        "error: _kernels.c changed since _quantpipe_kernels was built from it\n"
+    )
+    assert loaded == []

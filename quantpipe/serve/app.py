@@ -4,14 +4,16 @@ Endpoints: ``GET /v2/health/live``, ``/v2/health/ready``, ``/v2``,
 ``/v2/models/{name}[/versions/{v}]``, ``/v2/models/{name}[/versions/{v}]/ready``,
 ``POST /v2/models/{name}[/versions/{v}]/infer``, and Prometheus metrics at ``/metrics``.
 The handlers are module-level functions; what they share (the registry, the metrics, the
-drift window, the limits) is the app's ``state.server``.
+drift window, the limits) is the app's ``state.server``. A served model's infer requests
+are answered before routing (:class:`quantpipe.serve.infer.FastInfer`).
 
 Every answer is JSON, failures included: a 4xx names the problem; anything unexpected is
 logged with its traceback and answered with a counted JSON 500. An infer body larger than
-:data:`OFFLOAD_BYTES` is parsed and predicted in one of :data:`LARGE_AT_ONCE` worker
-threads, so that health checks and small requests are answered meanwhile (orjson and numpy
-hold the GIL while they decode, so a body's size also bounds the pause it can cause: hence
-a JSON body limit well below the binary one).
+:data:`quantpipe.serve.infer.OFFLOAD_BYTES` is parsed and predicted in one of
+:data:`quantpipe.serve.infer.LARGE_AT_ONCE` worker threads, so that health checks and small
+requests are answered meanwhile (orjson and numpy hold the GIL while they decode, so a
+body's size also bounds the pause it can cause: hence a JSON body limit well below the
+binary one).
 """
 
 from __future__ import annotations

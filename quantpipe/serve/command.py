@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from quantpipe import cli
+from quantpipe import cli, compiled
 from quantpipe.errors import QuantpipeError
 from quantpipe.mnist.registry import load_digits_models
 from quantpipe.registry import ModelRegistry
@@ -157,6 +157,7 @@ def _body(args: argparse.Namespace) -> None:
     import uvicorn  # the server's own dependency; not needed to build the app in tests
 
     _check(args)
+    compiled.kernels()  # a missing or stale build fails here, not as a 500 on each infer
     registry = ModelRegistry.from_directory(args.models_dir)  # fail here, in one line
     digits = load_digits_models(args.models_dir / "mnist")
     reference = load_drift_reference(args.models_dir) if args.drift_window else None

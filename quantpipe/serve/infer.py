@@ -199,10 +199,10 @@ class FastInfer:
             return
         scope["path_params"] = {"name": name}  # for CatchAll's count of a 500
         header_length = content_length = None
-        for key, value in scope["headers"]:
-            if key == b"content-length":
+        for key, value in scope["headers"]:  # the first of each, as Starlette's headers.get
+            if key == b"content-length" and content_length is None:
                 content_length = value.decode("latin-1")
-            elif key == _HEADER_LENGTH:
+            elif key == _HEADER_LENGTH and header_length is None:
                 header_length = value.decode("latin-1")
         try:
             content, headers = await read_and_answer(
