@@ -105,3 +105,33 @@ def test_nested_lists_and_non_numbers_never_take_the_fast_path():
     assert protocol._fast_request(_body(f'{GOOD}, "data": [[0]]')) is None
     assert protocol._fast_request(_body(GOOD, name='"a\\u005bb"')) is None
     assert protocol._fast_request(b'{"inputs": []}') is None  # small: orjson's
+
+
+def test_the_threads_parser_is_reused_after_a_request_that_took_the_fast_path_or_not():
+    body = _body(GOOD)
+    assert len(body) <= protocol.REUSED_PARSER_BYTES
+    refused = [  # each fails at a different step of the fast path
+        _body(GOOD, extra='"id": "r2", '),  # a repeated key
+        _body(f"[[true, 2, 3, 4, 5, 6, 7, 8], {REST}]"),
+        _body(f"[[[1], 2, 3, 4, 5, 6, 7, 8], {REST}]"),
+        _body(GOOD)[:-5],  # not JSON
+    ]
+    first = protocol._fast_request(body)
+    for bad in refused:
+        assert protocol._fast_request(bad) is None
+        again = protocol._fast_request(body)  # the parser was free to read again
+        assert again is not None
+        assert again["inputs"][0]["data"].tobytes() == first["inputs"][0]["data"].tobytes()
+    assert protocol._PARSERS.parser.parse(b"[1]").as_list() == [1]
+
+
+def test_a_body_over_the_reused_parsers_size_has_a_parser_of_its_own(monkeypatch):
+    protocol._fast_request(_body(GOOD))
+    held = protocol._PARSERS.parser.parse(b"[1, 2]")  # a value alive: that parser cannot read
+    assert protocol._fast_request(_body(GOOD)) is None  # so this goes to the orjson path
+    assert isinstance(_either(_body(GOOD)), protocol.InferRequest)  # which reads it
+    monkeypatch.setattr(protocol, "REUSED_PARSER_BYTES", len(_body(GOOD)) - 1)
+    fast = protocol._fast_request(_body(GOOD))  # a parser of its own
+    assert fast is not None
+    assert fast["inputs"][0]["data"].shape == (1000, 8)
+    del held
