@@ -38,10 +38,9 @@ EXTENSIONS = ["binary_tensor_data"]
 #: JSON bodies from this size on try simdjson (:func:`_fast_request`); smaller ones cost
 #: less through orjson than the fast path's checks.
 FAST_JSON_BYTES = 4096
-#: JSON bodies up to this size are read by a simdjson parser kept per thread, whose buffers
-#: are reused (a new parser for each 1,000-row body cost about 100 µs more, in process);
-#: larger ones by a parser of their own, so that no thread keeps the buffers of a large
-#: body (simdjson holds about 15 bytes per byte of the largest document it has read).
+#: Bodies up to this size are read by one simdjson parser per thread, its buffers reused (a new
+#: one per request cost the 1,000-row cell a third of its rate: docs/performance.md); larger
+#: ones by their own, so no thread keeps a large body's buffers (15 bytes per JSON byte).
 REUSED_PARSER_BYTES = 256 * 1024
 _PARSERS = threading.local()
 
@@ -237,17 +236,12 @@ def _count_byte(data: bytes, byte: bytes) -> int:
 
 
 def _parsed(json_part: bytes) -> Any:
-    """The simdjson document of ``json_part``, by this thread's parser for a small one.
-
-    A parser may read again only once no value of its last document is left (RuntimeError
-    otherwise): :func:`_fast_request` keeps none beyond its return.
-    """
+    """The simdjson document (a parser reads again once none of its last one's values lives)."""
     if len(json_part) > REUSED_PARSER_BYTES:
         return simdjson.Parser().parse(json_part)
-    parser = getattr(_PARSERS, "parser", None)
-    if parser is None:
-        parser = _PARSERS.parser = simdjson.Parser()
-    return parser.parse(json_part)
+    if not hasattr(_PARSERS, "parser"):
+        _PARSERS.parser = simdjson.Parser()
+    return _PARSERS.parser.parse(json_part)
 
 
 def _fast_request(json_part: bytes) -> dict[str, Any] | None:
