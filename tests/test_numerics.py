@@ -247,34 +247,34 @@ def test_compiled_kernels_refuse_a_source_changed_since_the_build(tmp_path, monk
     from quantpipe import compiled
     from quantpipe.errors import SetupError
 
+    def predict():
+        compiled.kernels.cache_clear()
+        return numerics.row_dot(np.ones((1, 8)), np.ones(8), np.empty(1))
+
     compiled.kernels()  # this checkout's build is current
     edited = tmp_path / "_kernels.c"
     edited.write_bytes(compiled.SOURCE.read_bytes() + b"\n/* an edit */\n")
     monkeypatch.setattr(compiled, "SOURCE", edited)
-    compiled.kernels.cache_clear()
     with pytest.raises(
         SetupError,
         match=r"_kernels.c changed since _quantpipe_kernels was built from it; "
         r"rebuild it with `pip install --no-deps --no-build-isolation -e .` in the repository",
     ):
-        numerics.row_dot(np.ones((1, 8)), np.ones(8), np.empty(1))
+        predict()
     monkeypatch.setattr(compiled, "SOURCE", tmp_path / "absent.c")  # an installed package
-    compiled.kernels.cache_clear()
-    assert numerics.row_dot(np.ones((1, 8)), np.ones(8), np.empty(1)).tolist() == [8.0]
+    assert predict().tolist() == [8.0]
     import _quantpipe_kernels
 
     monkeypatch.setattr(_quantpipe_kernels, "FLAGS", "-O3 -ffp-contract=fast")
-    compiled.kernels.cache_clear()
     with pytest.raises(SetupError, match=r"^_quantpipe_kernels was built without -ffp-contract"):
-        numerics.row_dot(np.ones((1, 8)), np.ones(8), np.empty(1))
+        predict()
     monkeypatch.setitem(sys.modules, "_quantpipe_kernels", None)  # import fails: not built
-    compiled.kernels.cache_clear()
     with pytest.raises(
         SetupError,
         match=r"^quantpipe's compiled kernels \(_quantpipe_kernels\) are not built; "
         r"rebuild it with",
     ):
-        numerics.row_dot(np.ones((1, 8)), np.ones(8), np.empty(1))
+        predict()
     compiled.kernels.cache_clear()
 
 
