@@ -23,6 +23,7 @@ from typing import TypeVar
 from quantpipe.errors import QuantpipeError
 
 T = TypeVar("T")
+DIED = "a process parsing the input died (out of memory?); try --jobs 1"
 #: A parser of a chunk: its lines and the 1-based number of its first line.
 Parse = Callable[[list[str], int], T]
 #: Chunks in flight per worker: enough to keep each busy, few enough to bound memory.
@@ -71,16 +72,24 @@ def parsed_in_order(
     first = next(chunks, None)
     if first is None:
         return
-    second = next(chunks, None)
+    try:
+        second = next(chunks, None)
+    except Exception:  # reading the second chunk failed: the first one's answer comes first
+        yield parse(*first)
+        raise
     if jobs <= 1 or second is None or not can_fork():
         yield parse(*first)
         for lines, lineno in chunks if second is None else _chain(second, chunks):
             yield parse(lines, lineno)
         return
+    yield from _in_workers(_chain(first, _chain(second, chunks)), parse, jobs)
+
+
+def _in_workers(source: Iterator[tuple[list[str], int]], parse: Parse[T], jobs: int) -> Iterator[T]:
+    """:func:`parsed_in_order` on ``jobs`` forked processes."""
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"))
     pending: deque[Future[T]] = deque()
     try:
-        source = _chain(first, _chain(second, chunks))
         while True:
             try:
                 chunk = next(source, None)
@@ -90,7 +99,10 @@ def parsed_in_order(
                 raise
             if chunk is None:
                 break
-            pending.append(pool.submit(_parse_text, parse, "".join(chunk[0]), chunk[1]))
+            try:
+                pending.append(pool.submit(_parse_text, parse, "".join(chunk[0]), chunk[1]))
+            except BrokenProcessPool:  # a worker died while this chunk was being read
+                raise QuantpipeError(DIED) from None
             while pending and (len(pending) > AHEAD * jobs or pending[0].done()):
                 yield _result(pending.popleft())
         while pending:
@@ -104,9 +116,7 @@ def _result(future: Future[T]) -> T:
     try:
         return future.result()
     except BrokenProcessPool:
-        raise QuantpipeError(
-            "a process parsing the input died (out of memory?); try --jobs 1"
-        ) from None
+        raise QuantpipeError(DIED) from None
 
 
 def _chain(

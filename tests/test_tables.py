@@ -283,3 +283,37 @@ def test_a_worker_that_dies_is_one_line():
     chunks = iter([(["a\n"], 1), (["b\n"], 2), (["c\n"], 3)])
     with pytest.raises(QuantpipeError, match=r"^a process parsing the input died"):
         list(parsed_in_order(chunks, _dies, jobs=2))
+
+
+def _line_one_is_bad(lines, first_lineno):
+    if first_lineno == 1:
+        raise InputError("line 1: bad")
+    return first_lineno
+
+
+def _second_read_fails():
+    yield ["a\n"], 1
+    raise InputError("the input is not UTF-8 text")
+
+
+def _slow_after_two():
+    yield ["a\n"], 1
+    yield ["b\n"], 2
+    time.sleep(1.0)  # a slow pipe: the worker parsing line 2 dies meanwhile
+    yield ["c\n"], 3
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_bad_first_chunk_is_reported_before_a_failed_read_of_the_second(jobs):
+    from quantpipe.pool import parsed_in_order
+
+    with pytest.raises(InputError, match=r"^line 1: bad$"):
+        list(parsed_in_order(_second_read_fails(), _line_one_is_bad, jobs=jobs))
+
+
+def test_a_worker_that_dies_while_the_input_is_read_is_one_line():
+    from quantpipe.errors import QuantpipeError
+    from quantpipe.pool import parsed_in_order
+
+    with pytest.raises(QuantpipeError, match=r"^a process parsing the input died"):
+        list(parsed_in_order(_slow_after_two(), _dies, jobs=2))
