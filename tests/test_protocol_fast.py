@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from quantpipe.errors import RequestError
-from quantpipe.serve import protocol
+from quantpipe.serve import fastjson, protocol
 
 ROWS = np.random.default_rng(0).normal(2.0, 3.0, (1000, 8))
 
@@ -24,7 +24,7 @@ GOOD = orjson.dumps(ROWS.tolist()).decode()
 
 def _slow(body: bytes, monkeypatch) -> protocol.InferRequest | str:
     with monkeypatch.context() as m:
-        m.setattr(protocol, "simdjson", None)
+        m.setattr(fastjson, "simdjson", None)
         try:
             return protocol.parse_infer_request(body, None, 8)
         except RequestError as exc:
@@ -49,7 +49,7 @@ def _either(body: bytes) -> protocol.InferRequest | str:
     ],
 )
 def test_a_valid_large_request_is_read_by_simdjson_with_the_same_values(body, monkeypatch):
-    assert protocol._fast_request(body) is not None
+    assert fastjson.fast_request(body) is not None
     fast, slow = _either(body), _slow(body, monkeypatch)
     assert isinstance(fast, protocol.InferRequest)
     assert isinstance(slow, protocol.InferRequest)
@@ -100,38 +100,58 @@ def _answer(result: protocol.InferRequest | str) -> tuple:
 
 
 def test_nested_lists_and_non_numbers_never_take_the_fast_path():
-    assert protocol._fast_request(_body(f"[[[1], 2, 3, 4, 5, 6, 7, 8], {REST}]")) is None
-    assert protocol._fast_request(_body(f"[[true, 2, 3, 4, 5, 6, 7, 8], {REST}]")) is None
-    assert protocol._fast_request(_body(f'{GOOD}, "data": [[0]]')) is None
-    assert protocol._fast_request(_body(GOOD, name='"a\\u005bb"')) is None
-    assert protocol._fast_request(b'{"inputs": []}') is None  # small: orjson's
+    assert fastjson.fast_request(_body(f"[[[1], 2, 3, 4, 5, 6, 7, 8], {REST}]")) is None
+    assert fastjson.fast_request(_body(f"[[true, 2, 3, 4, 5, 6, 7, 8], {REST}]")) is None
+    assert fastjson.fast_request(_body(f'{GOOD}, "data": [[0]]')) is None
+    assert fastjson.fast_request(_body(GOOD, name='"a\\u005bb"')) is None
+    assert fastjson.fast_request(b'{"inputs": []}') is None  # small: orjson's
 
 
 def test_the_threads_parser_is_reused_after_a_request_that_took_the_fast_path_or_not():
     body = _body(GOOD)
-    assert len(body) <= protocol.REUSED_PARSER_BYTES
+    assert len(body) <= fastjson.REUSED_PARSER_BYTES
     refused = [  # each fails at a different step of the fast path
         _body(GOOD, extra='"id": "r2", '),  # a repeated key
         _body(f"[[true, 2, 3, 4, 5, 6, 7, 8], {REST}]"),
         _body(f"[[[1], 2, 3, 4, 5, 6, 7, 8], {REST}]"),
         _body(GOOD)[:-5],  # not JSON
     ]
-    first = protocol._fast_request(body)
+    first = fastjson.fast_request(body)
     for bad in refused:
-        assert protocol._fast_request(bad) is None
-        again = protocol._fast_request(body)  # the parser was free to read again
+        assert fastjson.fast_request(bad) is None
+        again = fastjson.fast_request(body)  # the parser was free to read again
         assert again is not None
         assert again["inputs"][0]["data"].tobytes() == first["inputs"][0]["data"].tobytes()
-    assert protocol._PARSERS.parser.parse(b"[1]").as_list() == [1]
+    assert fastjson._PARSERS.parser.parse(b"[1]").as_list() == [1]
 
 
 def test_a_body_over_the_reused_parsers_size_has_a_parser_of_its_own(monkeypatch):
-    protocol._fast_request(_body(GOOD))
-    held = protocol._PARSERS.parser.parse(b"[1, 2]")  # a value alive: that parser cannot read
-    assert protocol._fast_request(_body(GOOD)) is None  # so this goes to the orjson path
-    assert isinstance(_either(_body(GOOD)), protocol.InferRequest)  # which reads it
-    monkeypatch.setattr(protocol, "REUSED_PARSER_BYTES", len(_body(GOOD)) - 1)
-    fast = protocol._fast_request(_body(GOOD))  # a parser of its own
+    fastjson.fast_request(_body(GOOD))
+    kept = fastjson._PARSERS.parser
+    monkeypatch.setattr(fastjson, "REUSED_PARSER_BYTES", len(_body(GOOD)) - 1)
+    fast = fastjson.fast_request(_body(GOOD))  # a parser of its own
     assert fast is not None
     assert fast["inputs"][0]["data"].shape == (1000, 8)
+    assert fastjson._PARSERS.parser is kept
+    held = kept.parse(b"[1, 2]")  # a value alive: the kept parser could not read now
+    assert fastjson.fast_request(_body(GOOD)) is not None  # no parser of its own needed it
     del held
+
+
+def test_a_parser_held_by_a_live_value_is_replaced_not_lost(caplog):
+    fastjson.fast_request(_body(GOOD))
+    held = fastjson._PARSERS.parser.parse(b"[1, 2]")  # as an error's traceback might
+    fast = fastjson.fast_request(_body(GOOD))
+    assert fast is not None
+    assert fast["inputs"][0]["data"].shape == (1000, 8)
+    assert "a simdjson document outlived its request" in caplog.text
+    assert fastjson.fast_request(_body(GOOD)) is not None
+    assert held.as_list() == [1, 2]
+
+
+def test_a_key_simdjson_cannot_look_up_goes_to_the_orjson_path(monkeypatch):
+    body = _body(GOOD, extra='"a\\u0000b": 1, ')
+    assert fastjson.fast_request(body) is None
+    fast, slow = _either(body), _slow(body, monkeypatch)
+    assert isinstance(fast, protocol.InferRequest)
+    assert fast.X.tobytes() == slow.X.tobytes()

@@ -4,27 +4,22 @@ Pure: bytes in, arrays and bytes out, no HTTP, testable in process.
 
 A large JSON request (a batch of rows) is read by simdjson, its ``data`` straight into a
 float64 buffer, when it holds numbers only, in rows of equal length and no deeper
-(:func:`_fast_request`): a 1,000-row body in about a third of the time orjson takes to make
-its Python floats. Anything else, and any body when simdjson is not installed, goes
-through orjson, which says what is wrong; the two give the same request.
+(:mod:`quantpipe.serve.fastjson`): a 1,000-row body in about a third of the time orjson
+takes to make its Python floats. Anything else, and any body when simdjson is not
+installed, goes through orjson, which says what is wrong; the two give the same request.
 """
 
 from __future__ import annotations
 
 import itertools
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
 
-try:
-    import simdjson
-except ModuleNotFoundError:  # the orjson path alone: slower for large bodies, the same answers
-    simdjson = None  # type: ignore[assignment]
-
 from quantpipe.errors import RequestError, show
+from quantpipe.serve.fastjson import fast_request
 from quantpipe.serve.ids import response_id
 
 SERVER_NAME = "quantpipe"
@@ -35,14 +30,6 @@ OUTPUT_NAME = "predictions"
 HEADER_LENGTH = "inference-header-content-length"
 DTYPES: dict[str, np.dtype] = {"FP64": np.dtype("<f8"), "FP32": np.dtype("<f4")}
 EXTENSIONS = ["binary_tensor_data"]
-#: JSON bodies from this size on try simdjson (:func:`_fast_request`); smaller ones cost
-#: less through orjson than the fast path's checks.
-FAST_JSON_BYTES = 4096
-#: Bodies up to this size are read by one simdjson parser per thread, its buffers reused (a new
-#: one per request cost the 1,000-row cell a third of its rate: docs/performance.md); larger
-#: ones by their own, so no thread keeps a large body's buffers (15 bytes per JSON byte).
-REUSED_PARSER_BYTES = 256 * 1024
-_PARSERS = threading.local()
 
 
 @dataclass(frozen=True)
@@ -148,7 +135,7 @@ def parse_infer_request(body: bytes, header_length: str | None, n_features: int)
         numbers or not finite, binary data of the wrong size, an unknown output.
     """
     json_part, tail = _split_body(body, header_length)
-    fast = _fast_request(json_part) if not tail else None
+    fast = fast_request(json_part) if not tail else None
     if fast is None:
         json_part, tail, request, params, tensor = envelope(body, header_length, INPUT_NAME)
     else:
@@ -213,88 +200,6 @@ def _checked_request(request: Any) -> dict[str, Any]:
     return request
 
 
-def _python(value: Any) -> Any:
-    """A simdjson value as orjson gives it: lists and dicts for its arrays and objects."""
-    if isinstance(value, simdjson.Array):
-        return value.as_list()
-    if isinstance(value, simdjson.Object):
-        return value.as_dict()
-    return value
-
-
-def _unique_keys(obj: Any) -> list[str]:
-    """An object's keys; ValueError if one repeats (simdjson keeps both, orjson the last)."""
-    keys = list(obj.keys())
-    if len(set(keys)) != len(keys):
-        raise ValueError("a repeated key")
-    return keys
-
-
-def _count_byte(data: bytes, byte: bytes) -> int:
-    """How many times ``byte`` occurs in ``data``: a vector compare, 5x ``bytes.count``'s speed."""
-    return int(np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == ord(byte)))
-
-
-def _parsed(json_part: bytes) -> Any:
-    """The simdjson document (a parser reads again once none of its last one's values lives)."""
-    if len(json_part) > REUSED_PARSER_BYTES:
-        return simdjson.Parser().parse(json_part)
-    if not hasattr(_PARSERS, "parser"):
-        _PARSERS.parser = simdjson.Parser()
-    return _PARSERS.parser.parse(json_part)
-
-
-def _fast_request(json_part: bytes) -> dict[str, Any] | None:
-    """The request as orjson gives it, its input's ``data`` a float64 array; or None.
-
-    The array is flat, or one row per list, read by simdjson. This path applies when the
-    body is large, is a JSON object whose ``inputs`` is a list of one object with no key
-    repeated, and whose ``data`` holds numbers only (simdjson's buffer refuses true, false,
-    null and strings, and a number beyond float64), either flat or as lists of one length
-    with no deeper nesting. The nesting is checked by counting: the body's ``[`` must be
-    those of the other fields (re-serialized) and the data's lists, exactly, so that an
-    extra list anywhere in ``data`` (``[1, [2]]``), or an escaped bracket in a string, sends
-    the request to the orjson path. None is never an error: that path reads the body again
-    and says what is wrong.
-    """
-    if simdjson is None or len(json_part) < FAST_JSON_BYTES:
-        return None
-    try:
-        doc = _parsed(json_part)
-        if not isinstance(doc, simdjson.Object):
-            return None
-        request = {k: doc[k] for k in _unique_keys(doc)}
-        inputs = request.get("inputs")
-        if not isinstance(inputs, simdjson.Array) or len(inputs) != 1:
-            return None
-        tensor_doc = inputs[0]
-        if not isinstance(tensor_doc, simdjson.Object):
-            return None
-        tensor = {k: tensor_doc[k] for k in _unique_keys(tensor_doc)}
-        data = tensor.pop("data", None)
-        if not isinstance(data, simdjson.Array) or len(data) == 0:
-            return None
-        values = np.frombuffer(data.as_buffer(of_type="d"), dtype=np.float64)
-        rows = len(data)
-        if rows == values.size:  # flat: numbers only
-            shape, lists = (rows,), 1
-        else:  # one list per row, each of the same length
-            width = values.size // rows
-            if rows * width != values.size or set(map(len, data)) != {width}:
-                return None
-            shape, lists = (rows, width), 1 + rows
-        light = {k: _python(v) for k, v in request.items() if k != "inputs"}
-        light_tensor = {k: _python(v) for k, v in tensor.items()}
-        others = orjson.dumps({**light, "inputs": [light_tensor]}).count(b"[")
-    except (ValueError, TypeError, RuntimeError, IndexError, RecursionError):  # not this path
-        return None
-    if _count_byte(json_part, b"[") != others + lists:
-        return None
-    light_tensor["data"] = values.reshape(shape)
-    light["inputs"] = [light_tensor]
-    return light
-
-
 def _datatype_and_rows(tensor: dict[str, Any], where: str, n_features: int) -> tuple[str, int]:
     """The input tensor's datatype and its number of rows, checked."""
     datatype = tensor.get("datatype")
@@ -342,7 +247,7 @@ def _tensor_values(
         raise RequestError(400, f"{where}: bytes after the JSON header but no binary_data_size")
     if "data" not in tensor:
         raise RequestError(400, f"{where}: no 'data' and no binary_data_size")
-    data = tensor["data"]  # an array already, from simdjson (_fast_request), or JSON
+    data = tensor["data"]  # an array already, from simdjson (fast_request), or JSON
     array = data if isinstance(data, np.ndarray) else _tensor_from_json(data, json_part, where)
     if array.size != n * n_features or array.shape not in ((n * n_features,), shape):
         raise RequestError(
