@@ -26,7 +26,9 @@
 #ifdef __FAST_MATH__
 #error "_quantpipe_kernels needs IEEE arithmetic: build it without -ffast-math"
 #endif
-#if !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0
+/* 2 (x87: double evaluated in long double) and -1 (indeterminate) can change a double's bits;
+   0, 1 (float as double) and 16 (_Float16 as itself, with -mavx512fp16) cannot: no float here */
+#if !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD == 2 || FLT_EVAL_METHOD < 0
 #error "_quantpipe_kernels needs double arithmetic in double precision (SSE2 on x86, not x87)"
 #endif
 #ifdef __clang__

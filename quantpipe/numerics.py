@@ -103,14 +103,15 @@ def row_dot_checked(X: np.ndarray, w: np.ndarray, out: np.ndarray, offset: float
     (``np.isfinite``) took 12 % of a prediction's time. Parameters and errors as
     :func:`row_dot`'s.
     """
-    X = np.asarray(X, dtype=np.float64)
+    X = np.asarray(X)
     w = np.ascontiguousarray(w, dtype=np.float64)
-    if X.flags.c_contiguous or X.ndim != 2:  # (the kernel names what is wrong with the rest)
-        return compiled.row_dot(X, w, out, float(offset))
+    if X.flags.c_contiguous or X.ndim != 2 or out.shape != (X.shape[0],):
+        # converted at most once; the kernel names what is wrong with a shape
+        return compiled.row_dot(np.ascontiguousarray(X, dtype=np.float64), w, out, float(offset))
     first = -1  # another layout (a column-major frame's values): copied a block at a time
     for start in range(0, X.shape[0], COPY_ROWS):
         stop = min(start + COPY_ROWS, X.shape[0])
-        block = np.ascontiguousarray(X[start:stop])
+        block = np.ascontiguousarray(X[start:stop], dtype=np.float64)
         bad = compiled.row_dot(block, w, out[start:stop], float(offset))
         if bad >= 0 and first < 0:
             first = start + bad

@@ -268,6 +268,9 @@ def test_compiled_kernels_refuse_a_source_changed_since_the_build(tmp_path, monk
     monkeypatch.setattr(_quantpipe_kernels, "FLAGS", "-O3 -ffp-contract=fast")
     with pytest.raises(SetupError, match=r"^_quantpipe_kernels was built without -ffp-contract"):
         predict()
+    monkeypatch.delattr(_quantpipe_kernels, "FLAGS")  # a build older than the flags' record
+    with pytest.raises(SetupError, match=r"^_quantpipe_kernels was built without -ffp-contract"):
+        predict()
     monkeypatch.setitem(sys.modules, "_quantpipe_kernels", None)  # import fails: not built
     with pytest.raises(
         SetupError,
@@ -312,8 +315,15 @@ def test_row_dot_of_a_column_major_input_is_copied_a_block_at_a_time(monkeypatch
     X = np.asfortranarray(rng.normal(size=(30, 8)))
     w = rng.normal(size=8)
     X[20, 2] = np.inf
+    X[27, 1] = np.nan  # a later block's: the first one is named
     out = np.empty(30)
     assert numerics.row_dot_checked(X, w, out, 0.5) == 20
     expected = [_reference_dot(r, w.tolist()) + 0.5 for r in np.ascontiguousarray(X).tolist()]
-    assert out.tolist()[:20] == expected[:20]
-    assert out.tolist()[21:] == expected[21:]
+    finite = [i for i in range(30) if i not in (20, 27)]
+    assert [out[i] for i in finite] == [expected[i] for i in finite]
+    X32 = np.asfortranarray(X.astype(np.float32))  # converted a block at a time too
+    assert numerics.row_dot_checked(X32, w, out, 0.5) == 20
+    expected = [_reference_dot(r, w.tolist()) + 0.5 for r in X32.astype(np.float64).tolist()]
+    assert [out[i] for i in finite] == [expected[i] for i in finite]
+    with pytest.raises(ValueError, match=r"^row_dot needs X \(n, k\), w \(k,\) and out \(n,\)"):
+        numerics.row_dot_checked(X, w, np.empty(31), 0.5)
