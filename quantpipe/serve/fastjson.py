@@ -20,7 +20,7 @@ except ModuleNotFoundError:  # the orjson path alone: slower for large bodies, t
     simdjson = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
-#: JSON bodies from this size on try simdjson (:func:`_fast_request`); smaller ones cost
+#: JSON bodies from this size on try simdjson (:func:`fast_request`); smaller ones cost
 #: less through orjson than the fast path's checks.
 FAST_JSON_BYTES = 4096
 #: Bodies up to this size are read by one simdjson parser per thread, its buffers reused (a new
