@@ -1,10 +1,10 @@
 """The build of quantpipe's one compiled module; everything else is in pyproject.toml.
 
-``quantpipe/_kernels.c`` holds the linear predictors' inner loops. It builds as the top-level
-module ``_quantpipe_kernels``, outside the package, so that a copy of the source tree that
-runs its own ``quantpipe`` (a ``dvc exp run --queue`` workspace, a fresh clone in CI, a test's
-copy) still finds the environment's build; :mod:`quantpipe.compiled` checks that the build
-is of that copy's C source. It is compiled without
+``quantpipe/_kernels.c`` holds the linear predictors' inner loops and the plain-CSV reader.
+It builds as the top-level module ``_quantpipe_kernels``, outside the package, so that a copy
+of the source tree that runs its own ``quantpipe`` (a ``dvc exp run --queue`` workspace, a
+fresh clone in CI, a test's copy) still finds the environment's build;
+:mod:`quantpipe.compiled` checks that the build is of that copy's C source. It is compiled without
 floating-point contraction: GCC fuses a multiply and an add into one FMA by default on CPUs
 that have it, and clang within an expression, either of which changes a prediction's last
 bit from one machine to the next. -O3 for the vector loops, and no -march, so that one build

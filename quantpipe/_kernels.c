@@ -1,5 +1,6 @@
 /*
- * _quantpipe_kernels: the linear predictors' inner loops, the same bits on every machine.
+ * _quantpipe_kernels: the linear predictors' inner loops, the same bits on every machine, and
+ * the reader of plain CSV numbers (quantpipe.plain), float()'s values at C speed.
  *
  * Python calls them through quantpipe.compiled, the one module that imports this one; the
  * arithmetic is documented where they are used: quantpipe.numerics.row_dot (the float and
@@ -20,7 +21,10 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <errno.h>
 #include <float.h>
+#include <math.h>
+#include <stdlib.h>
 #include <stdint.h>
 
 #ifdef __FAST_MATH__
@@ -607,6 +611,202 @@ done:
     return result;
 }
 
+/* -- CSV numbers ------------------------------------------------------------------------ */
+
+/* The plainest CSV, read at C speed; quantpipe.tables reads everything else. A line is blank
+ * (spaces, tabs, '\r' only) or `columns` fields separated by ',', each a decimal number
+ * [+-]?(digits[.digits?] | .digits)([eE][+-]?digits)? with spaces, tabs or '\r' around it.
+ * Each number is converted by strtod, correctly rounded in glibc as in Python's float(), so
+ * the values are float()'s; a conversion that does not end where the scan did (a locale with
+ * another decimal point), overflows, underflows or is not finite gives up. */
+
+static inline int csv_space(char c) { return c == ' ' || c == '\t' || c == '\r'; }
+static inline int csv_digit(char c) { return c >= '0' && c <= '9'; }
+
+/* A number's decimal parts: [sign] digits, the exponent of their last digit, and where it ends;
+ * 0 if the text at s is no number. w holds the first 19 significant digits, `more` whether any
+ * nonzero digit followed them; `wild` an exponent beyond any double's. */
+typedef struct {
+    const char *end;
+    uint64_t w;
+    int64_t e10;
+    int negative, more, wild;
+} Decimal;
+
+static int csv_scan(const char *s, Decimal *d) {
+    const char *p = s;
+    d->negative = *p == '-';
+    p += *p == '+' || *p == '-';
+    d->w = 0;
+    d->e10 = 0;
+    d->more = d->wild = 0;
+    int significant = 0, digits = 0;
+    for (int fraction = 0;; p++) {
+        if (*p == '.' && !fraction) {
+            fraction = 1;
+            continue;
+        }
+        if (!csv_digit(*p)) break;
+        digits++;
+        if (significant < 19 && (d->w != 0 || *p != '0')) {
+            d->w = d->w * 10 + (uint64_t)(*p - '0');
+            significant += d->w != 0;
+            d->e10 -= fraction;
+        } else if (significant >= 19) {
+            d->more |= *p != '0';
+            d->e10 += !fraction;
+        } else {
+            d->e10 -= fraction; /* a leading zero after the point */
+        }
+    }
+    if (digits == 0) return 0;
+    if (*p == 'e' || *p == 'E') {
+        const char *e = p + 1;
+        int minus = *e == '-';
+        e += *e == '+' || *e == '-';
+        const char *first = e;
+        int64_t exponent = 0;
+        for (; csv_digit(*e); e++) {
+            if (exponent < 100000) exponent = exponent * 10 + (*e - '0');
+        }
+        if (e == first) return 0;
+        d->wild = exponent >= 100000;
+        d->e10 += minus ? -exponent : exponent;
+        p = e;
+    }
+    d->end = p;
+    return 1;
+}
+
+#ifdef __SIZEOF_INT128__
+typedef unsigned __int128 u128;
+
+static int bit_length(u128 m) {
+    uint64_t high = (uint64_t)(m >> 64);
+    return high ? 128 - __builtin_clzll(high) : (m ? 64 - __builtin_clzll((uint64_t)m) : 0);
+}
+
+/* (m + a fraction, nonzero if sticky) * 2**exp2, rounded to the nearest double, ties to even;
+ * m > 0, and with more than 55 bits where sticky is set. */
+static double rounded(u128 m, int exp2, int sticky) {
+    int shift = bit_length(m) - 53;
+    if (shift <= 0) return ldexp((double)(uint64_t)m, exp2);
+    u128 half = (u128)1 << (shift - 1), rest = m & (((u128)1 << shift) - 1);
+    uint64_t keep = (uint64_t)(m >> shift);
+    keep += rest > half || (rest == half && (sticky || (keep & 1)));
+    return ldexp((double)keep, exp2 + shift);
+}
+#endif
+
+static const double EXACT_POWERS[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                      1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                      1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* The double nearest the decimal, exactly, where cheap integer arithmetic can tell: 0 then,
+ * -1 where only strtod can. */
+static int csv_exact(const Decimal *d, double *value) {
+    if (d->more || d->wild) return -1;
+    double v;
+    if (d->w == 0) {
+        v = 0.0;
+    } else if (d->w <= ((uint64_t)1 << 53) && d->e10 >= -22 && d->e10 <= 22) {
+        /* both exact doubles, so one correctly rounded operation (Clinger's fast path) */
+        v = d->e10 < 0 ? (double)d->w / EXACT_POWERS[-d->e10] : (double)d->w * EXACT_POWERS[d->e10];
+#ifdef __SIZEOF_INT128__
+    } else if (d->e10 >= 0 && d->e10 <= 19) { /* w * 10**e10 < 2**128, exactly */
+        u128 power = 1;
+        for (int64_t i = 0; i < d->e10; i++) power *= 10;
+        v = rounded((u128)d->w * power, 0, 0);
+    } else if (d->e10 < 0 && d->e10 >= -19) { /* w / 10**-e10 with 56 or 57 quotient bits */
+        uint64_t divisor = 1;
+        for (int64_t i = 0; i < -d->e10; i++) divisor *= 10;
+        int s = 56 + bit_length(divisor) - bit_length(d->w); /* at most 119: n < 2**120 */
+        s = s < 0 ? 0 : s;                                    /* a long w: enough bits already */
+        u128 n = (u128)d->w << s;
+        v = rounded(n / divisor, -s, n % divisor != 0);
+#endif
+    } else {
+        return -1;
+    }
+    *value = d->negative ? -v : v;
+    return 0;
+}
+
+/* One field at *s into *value; *s is left after it. 0 on success, -1 to give up. */
+static int csv_field(const char **s, double *value) {
+    const char *p = *s;
+    while (csv_space(*p)) p++;
+    Decimal d;
+    if (!csv_scan(p, &d)) return -1;
+    double v;
+    if (csv_exact(&d, &v) != 0) {
+        char *stop;
+        errno = 0;
+        v = strtod(p, &stop);
+        if (stop != d.end || errno != 0 || !isfinite(v)) return -1;
+    }
+    const char *end = d.end;
+    while (csv_space(*end)) end++;
+    *value = v;
+    *s = end;
+    return 0;
+}
+
+/* The rows of text[0, end) (ASCII, a NUL at end; a NUL before it gives up) into out, at most
+ * capacity rows: the number of rows, or -1 to give up. */
+static Py_ssize_t csv_rows(const char *text, const char *end, Py_ssize_t columns, double *out,
+                           Py_ssize_t capacity) {
+    Py_ssize_t rows = 0;
+    const char *p = text;
+    while (p < end) {
+        const char *q = p;
+        while (csv_space(*q)) q++;
+        if (*q == '\n' || q == end) { /* a blank line */
+            p = q == end ? q : q + 1;
+            continue;
+        }
+        if (rows == capacity) return -1;
+        double *row = out + rows * columns;
+        for (Py_ssize_t j = 0; j < columns; j++) {
+            if (csv_field(&p, &row[j]) != 0) return -1;
+            char want = j + 1 < columns ? ',' : '\n';
+            if (*p == want) {
+                p++;
+            } else if (!(want == '\n' && p == end)) { /* the last line may lack its '\n' */
+                return -1;
+            }
+        }
+        rows++;
+    }
+    return rows;
+}
+
+static PyObject *csv_floats(PyObject *Py_UNUSED(module), PyObject *args) {
+    PyObject *text, *out_obj;
+    Py_ssize_t columns;
+    if (!PyArg_ParseTuple(args, "UnO", &text, &columns, &out_obj)) return NULL;
+    if (columns < 1) {
+        PyErr_SetString(PyExc_ValueError, "columns must be at least 1");
+        return NULL;
+    }
+    if (!PyUnicode_IS_ASCII(text)) return PyLong_FromSsize_t(-1); /* not for this reader */
+    Py_buffer out;
+    if (get_array(out_obj, &out, 'd', 2, 1, "out") != 0) return NULL;
+    if (dim(&out, 1) != columns) {
+        PyBuffer_Release(&out);
+        return PyErr_Format(PyExc_ValueError, "out has %zd columns, expected %zd", dim(&out, 1),
+                            columns);
+    }
+    const char *chars = (const char *)PyUnicode_DATA(text); /* ASCII: one byte a character */
+    Py_ssize_t rows;
+    Py_BEGIN_ALLOW_THREADS;
+    rows = csv_rows(chars, chars + PyUnicode_GET_LENGTH(text), columns, (double *)out.buf,
+                    dim(&out, 0));
+    Py_END_ALLOW_THREADS;
+    PyBuffer_Release(&out);
+    return PyLong_FromSsize_t(rows);
+}
+
 /* -- the module ------------------------------------------------------------------------ */
 
 static PyMethodDef methods[] = {
@@ -620,13 +820,17 @@ static PyMethodDef methods[] = {
     {"input_codes", input_codes, METH_VARARGS,
      "input_codes(X, input_lo, input_scale, weight_codes, bits, codes, saturated): an "
      "IntegerLinear's input codes and saturated rows into codes and saturated."},
+    {"csv_floats", csv_floats, METH_VARARGS,
+     "csv_floats(text, columns, out): the rows of a plain CSV of numbers (no header) into "
+     "out, float64 (capacity, columns); returns the number of rows, or -1 where "
+     "quantpipe.tables must read the text itself."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     .m_base = PyModuleDef_HEAD_INIT,
     .m_name = "_quantpipe_kernels",
-    .m_doc = "The linear predictors' inner loops, the same bits on every machine.",
+    .m_doc = "The linear predictors' inner loops, and the reader of plain CSV numbers.",
     .m_size = -1,
     .m_methods = methods,
 };

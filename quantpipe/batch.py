@@ -4,7 +4,8 @@ Reads rows as CSV (with or without a header line naming the columns, in any orde
 JSON lines (each line a list of the feature values, or an object keyed by feature name), in
 chunks, so inputs of any size stream through in bounded memory; the rules are those of
 :mod:`quantpipe.tables`, which ``monitor`` reads by too. Writes one prediction per row.
-Large inputs are parsed by worker processes (``--jobs``), with the same results. A bad row
+A CSV of plain numbers is read by compiled code; large JSON-lines inputs are parsed by worker
+processes (``--jobs``), with the same results. A bad row
 stops the command with its line number and the reason; with ``--output`` the
 file is written atomically, so a failed run leaves no partial file (on stdout, the
 predictions of the lines before the bad one have already been written).
@@ -32,16 +33,11 @@ except ModuleNotFoundError:  # quantpipe without the serve extra: repr, slower, 
 from quantpipe import cli
 from quantpipe.errors import InputError, PredictionError
 from quantpipe.io import atomic_path
-from quantpipe.pool import cpus
+from quantpipe.pool import MAX_JOBS
 from quantpipe.registry import ModelRegistry
 from quantpipe.tables import FORMATS, read_chunks
 
 log = logging.getLogger("quantpipe.predict")
-
-#: ``--jobs``' default at most: parsing is about 70 % of the command's time, so more
-#: processes than this gain little.
-MAX_JOBS = 4
-
 
 #: Where Python's ``repr`` of a float switches to exponent notation (and orjson's does not
 #: switch at the same place): below 1e-4 and from 1e16 on, in magnitude.
@@ -74,7 +70,7 @@ def _utf8_stdin() -> TextIO:
 def _body(args: argparse.Namespace) -> None:
     if args.chunk_rows < 1:
         raise InputError(f"--chunk-rows {args.chunk_rows} is not allowed; use a positive integer")
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         raise InputError(f"--jobs {args.jobs} is not allowed; use a positive integer")
     registry = ModelRegistry.from_directory(args.models_dir)
     model = registry.get(args.model)
@@ -119,9 +115,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "quantpipe predict") -> 
     p.add_argument(
         "--jobs",
         type=int,
-        default=min(cpus(), MAX_JOBS),
-        help=f"processes that parse the input (default: the CPUs, at most {MAX_JOBS}; 1 parses "
-        "in this process); the predictions and the errors are the same whatever the number",
+        default=None,
+        help=f"processes that parse the input (default: 1 for a CSV, which the compiled reader "
+        f"reads faster here than it can be sent to another process; for JSON lines the CPUs, "
+        f"at most {MAX_JOBS}); 1 parses in this process; the predictions and the errors are "
+        "the same whatever the number",
     )
     return cli.run(_body, p.parse_args(argv))
 

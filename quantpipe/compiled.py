@@ -104,3 +104,13 @@ def input_codes(
     clipped to the calibrated range.
     """
     kernels().input_codes(X, input_lo, input_scale, weight_codes, bits, codes, saturated)
+
+
+def csv_floats(text: str, columns: int, out: np.ndarray) -> int:
+    """The rows of a plain CSV of numbers (``text``, no header) into ``out``.
+
+    ``out`` float64 (capacity, ``columns``), written. Returns the number of rows, or -1 where
+    the text is anything but blank lines and rows of ``columns`` finite decimal numbers
+    (then ``out`` holds nothing of use and the caller reads the text itself).
+    """
+    return int(kernels().csv_floats(text, columns, out))

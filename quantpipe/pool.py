@@ -28,6 +28,8 @@ DIED = "a process parsing the input died (out of memory?); try --jobs 1"
 Parse = Callable[[list[str], int], T]
 #: Chunks in flight per worker: enough to keep each busy, few enough to bound memory.
 AHEAD = 2
+#: Workers by default at most: parsing is most of a command's time, so more gain little.
+MAX_JOBS = 4
 
 
 def can_fork() -> bool:
@@ -41,6 +43,11 @@ def can_fork() -> bool:
 
 def _parse_text(parse: Parse[T], text: str, first_lineno: int) -> T:
     return parse(list(io.StringIO(text)), first_lineno)  # split as a text file is: on "\n"
+
+
+def default_jobs() -> int:
+    """The workers an input is parsed by when the caller names no number."""
+    return min(cpus(), MAX_JOBS)
 
 
 def cpus() -> int:

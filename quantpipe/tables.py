@@ -21,20 +21,15 @@ import functools
 import itertools
 import json
 import math
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-try:
-    import orjson
-except ModuleNotFoundError:  # quantpipe without the serve extra: the line-by-line parser
-    orjson = None  # type: ignore[assignment]
-
 from quantpipe.data import TARGET_NAME
 from quantpipe.errors import InputError, cut, show
-from quantpipe.pool import Parse, parsed_in_order
+from quantpipe.plain import plain_csv, plain_jsonl
+from quantpipe.pool import Parse, default_jobs, parsed_in_order
 
 FORMATS = ("auto", "csv", "jsonl")
 BOM = "\ufeff"
@@ -230,38 +225,6 @@ def _json_row(
     return row, target is not None
 
 
-#: Each line blank or one bracketed list, and only the characters of JSON numbers between.
-_JSON_LIST_LINES = re.compile(r"(?:[ \t]*(?:\[[0-9eE.+\-, \t]*\])?[ \t]*\r?\n)*")
-
-
-def _fast_jsonl(lines: Sequence[str], n_features: int) -> np.ndarray | None:
-    """The rows of a chunk of list-form JSON lines of numbers, parsed by orjson, or None.
-
-    None when the chunk is anything else (objects, booleans, strings, nulls, a wrong length,
-    a value beyond float64): the line-by-line parser then reads it and names what is wrong.
-    One regular expression checks that every line is blank or a single list holding only the
-    characters of numbers (so that booleans and strings, which a float conversion would
-    take, never reach orjson); orjson then parses the numbers, and numpy checks that every
-    row has ``n_features`` of them.
-    """
-    if orjson is None or n_features == 0 or not lines:
-        return None
-    text = "".join(lines)
-    if not text.endswith("\n"):
-        text += "\n"
-    if not _JSON_LIST_LINES.fullmatch(text):
-        return None
-    rows = [line for line in lines if line.strip()]
-    try:
-        items = orjson.loads("[" + ",".join(rows) + "]")
-        table = np.array(items, dtype=np.float64)
-    except (orjson.JSONDecodeError, ValueError, TypeError):  # bad syntax, beyond float64, ragged
-        return None
-    if table.shape != (len(rows), n_features) or not np.isfinite(table).all():
-        return None
-    return table
-
-
 def parse_jsonl(
     lines: Sequence[str], first_lineno: int, names: Sequence[str], missing_ok: bool = False
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -269,9 +232,10 @@ def parse_jsonl(
 
     The targets are returned if a line has a ``MedHouseVal`` key (NaN where one has not).
     A chunk of list-form lines of numbers only is parsed by orjson in one call
-    (:func:`_fast_jsonl`); anything else line by line, with the same values and messages.
+    (:func:`quantpipe.plain.plain_jsonl`); anything else line by line, with the same values
+    and messages.
     """
-    fast = _fast_jsonl(lines, len(names))
+    fast = plain_jsonl(lines, len(names))
     if fast is not None:
         return fast, None
     parsed = [_json_row(line, n, names, missing_ok) for n, line in _numbered(lines, first_lineno)]
@@ -297,7 +261,7 @@ def read_chunks(
     fmt: str = "auto",
     chunk_rows: int = 65536,
     missing_ok: bool = False,
-    jobs: int = 1,
+    jobs: int | None = 1,
 ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
     """Stream an input as arrays of at most ``chunk_rows`` rows.
 
@@ -313,9 +277,11 @@ def read_chunks(
         Rows per chunk.
     missing_ok : bool
         As for :func:`parse_csv`.
-    jobs : int, default=1
-        Worker processes that parse chunks (:mod:`quantpipe.pool`); 1 parses here. The
-        arrays and the errors are the same whatever the number.
+    jobs : int or None, default=1
+        Worker processes that parse chunks (:mod:`quantpipe.pool`); 1 parses here. None: 1
+        for a CSV (the compiled reader reads a chunk faster than it can be sent to a worker)
+        and :func:`quantpipe.pool.default_jobs` for JSON lines. The arrays and the errors are
+        the same whatever the number.
 
     Yields
     ------
@@ -343,7 +309,7 @@ def _chunks(
     fmt: str,
     chunk_rows: int,
     missing_ok: bool,
-    jobs: int,
+    jobs: int | None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
     first = _first_line(lines)
     if first is None:
@@ -360,6 +326,8 @@ def _chunks(
         parse: Parse[Table] = functools.partial(_csv_chunk, layout=layout, missing_ok=missing_ok)
     else:
         parse = functools.partial(_jsonl_chunk, names=tuple(names), missing_ok=missing_ok)
+    if jobs is None:
+        jobs = 1 if layout is not None else default_jobs()
     rows = 0
     for X, y in parsed_in_order(_numbered_chunks(lines, lineno, chunk_rows), parse, jobs):
         if len(X):
@@ -374,7 +342,12 @@ Table = tuple[np.ndarray, np.ndarray | None]
 
 
 def _csv_chunk(lines: list[str], first_lineno: int, layout: Layout, missing_ok: bool) -> Table:
-    return parse_csv(lines, first_lineno, layout, missing_ok)
+    # a text file's lines: each ends with its "\n" but the input's last, so joined, the text
+    table = plain_csv("".join(lines), len(layout.names))
+    if table is None:  # anything but plain rows of finite numbers: named errors, missing values
+        return parse_csv(lines, first_lineno, layout, missing_ok)
+    target = table[:, layout.target] if layout.target is not None else None
+    return _features(table, layout), target
 
 
 def _jsonl_chunk(

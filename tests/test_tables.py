@@ -136,18 +136,19 @@ def test_text_that_is_not_utf8_is_one_line():
 
 
 def _slow_jsonl(lines, names, monkeypatch):
-    from quantpipe import tables
+    from quantpipe import plain, tables
 
     with monkeypatch.context() as m:
-        m.setattr(tables, "orjson", None)
+        m.setattr(plain, "orjson", None)
         return tables.parse_jsonl(lines, 1, names)
 
 
 def test_list_form_json_lines_take_the_fast_path_with_the_same_values(monkeypatch):
-    from quantpipe.tables import _fast_jsonl, parse_jsonl
+    from quantpipe.plain import plain_jsonl
+    from quantpipe.tables import parse_jsonl
 
     lines = ["[1, 2]\n", "\n", "  [3.5,-4e-3] \n", "[0, -0.0]\n", "[123456789012345678901, 1e300]"]
-    fast = _fast_jsonl(lines, 2)
+    fast = plain_jsonl(lines, 2)
     assert fast is not None
     X, y = parse_jsonl(lines, 1, ["a", "b"])
     slow_X, slow_y = _slow_jsonl(lines, ["a", "b"], monkeypatch)
@@ -157,7 +158,7 @@ def test_list_form_json_lines_take_the_fast_path_with_the_same_values(monkeypatc
     rng = np.random.default_rng(1)
     values = np.concatenate([rng.normal(0, 1e3, 4000), rng.normal(0, 1e-7, 4000)]).reshape(-1, 8)
     random_lines = ["[" + ",".join(map(repr, row)) + "]\n" for row in values.tolist()]
-    assert _fast_jsonl(random_lines, 8).tobytes() == values.tobytes()
+    assert plain_jsonl(random_lines, 8).tobytes() == values.tobytes()
     # digits past float64's, halfway cases: rounded as Python's float() rounds them
     hard = [
         "1.00000000000000011102230246251565404236316680908203125",
@@ -167,7 +168,7 @@ def test_list_form_json_lines_take_the_fast_path_with_the_same_values(monkeypatc
     ]
     hard_lines = [f"[{a}, {b}]\n" for a, b in zip(hard, hard[::-1], strict=True)]
     expected = np.array([[float(a), float(b)] for a, b in zip(hard, hard[::-1], strict=True)])
-    assert _fast_jsonl(hard_lines, 2).tobytes() == expected.tobytes()
+    assert plain_jsonl(hard_lines, 2).tobytes() == expected.tobytes()
 
 
 @pytest.mark.parametrize(
@@ -189,10 +190,11 @@ def test_list_form_json_lines_take_the_fast_path_with_the_same_values(monkeypatc
     ],
 )
 def test_anything_but_lists_of_numbers_is_left_to_the_line_by_line_parser(line, monkeypatch):
-    from quantpipe.tables import _fast_jsonl, parse_jsonl
+    from quantpipe.plain import plain_jsonl
+    from quantpipe.tables import parse_jsonl
 
     lines = ["[1, 2]\n", line + "\n"]
-    assert _fast_jsonl(lines, 2) is None
+    assert plain_jsonl(lines, 2) is None
     try:
         expected = _slow_jsonl(lines, ["a", "b"], monkeypatch)
     except InputError as exc:
