@@ -616,9 +616,11 @@ done:
 /* The plainest CSV, read at C speed; quantpipe.tables reads everything else. A line is blank
  * (spaces, tabs, '\r' only) or `columns` fields separated by ',', each a decimal number
  * [+-]?(digits[.digits?] | .digits)([eE][+-]?digits)? with spaces, tabs or '\r' around it.
- * Each number is converted by strtod, correctly rounded in glibc as in Python's float(), so
- * the values are float()'s; a conversion that does not end where the scan did (a locale with
- * another decimal point), overflows, underflows or is not finite gives up. */
+ * The values are Python's float()'s, which rounds correctly: a number of at most 19
+ * significant digits and a decimal exponent within +-19 is rounded here, exactly (csv_exact);
+ * any other goes to strtod, correctly rounded in glibc, and a conversion that does not end
+ * where the scan did (a locale with another decimal point), overflows or underflows gives up.
+ * Giving up is never an error: the caller then reads the text line by line. */
 
 static inline int csv_space(char c) { return c == ' ' || c == '\t' || c == '\r'; }
 static inline int csv_digit(char c) { return c >= '0' && c <= '9'; }
@@ -640,14 +642,14 @@ static int csv_scan(const char *s, Decimal *d) {
     d->w = 0;
     d->e10 = 0;
     d->more = d->wild = 0;
-    int significant = 0, digits = 0;
+    int significant = 0, any_digit = 0;
     for (int fraction = 0;; p++) {
         if (*p == '.' && !fraction) {
             fraction = 1;
             continue;
         }
         if (!csv_digit(*p)) break;
-        digits++;
+        any_digit = 1;
         if (significant < 19 && (d->w != 0 || *p != '0')) {
             d->w = d->w * 10 + (uint64_t)(*p - '0');
             significant += d->w != 0;
@@ -659,7 +661,7 @@ static int csv_scan(const char *s, Decimal *d) {
             d->e10 -= fraction; /* a leading zero after the point */
         }
     }
-    if (digits == 0) return 0;
+    if (!any_digit) return 0;
     if (*p == 'e' || *p == 'E') {
         const char *e = p + 1;
         int minus = *e == '-';
