@@ -12,7 +12,8 @@ passes by construction (and without the source it is skipped). The module also r
 flags it was built with (``FLAGS``); a build without ``-ffp-contract=off`` is refused too.
 
 The functions below are the kernels' signatures; the arithmetic is documented where it is
-used (:func:`quantpipe.numerics.row_dot`, :class:`quantpipe.quant.integer.IntegerLinear`).
+used (:func:`quantpipe.numerics.row_dot`, :class:`quantpipe.quant.integer.IntegerLinear`,
+:func:`quantpipe.plain.plain_csv`).
 Arrays must be C-contiguous, of the dtypes named; the kernels check, and raise ValueError.
 """
 
