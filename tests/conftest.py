@@ -26,6 +26,13 @@ settings.load_profile(
 )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The end-to-end tests first, the rest in their order: under pytest-xdist (``-n``,
+    pyproject.toml) the longest file then starts at once on one worker while the others
+    share the rest, instead of starting last and alone."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
+
+
 def data_home_candidates(env: Mapping[str, str], home: Path) -> list[Path]:
     """Where the real data may be, in order: where the fetch stage looks (``QUANTPIPE_DATA``,
     else ``~/.cache/quantpipe``), then the shared copy beside the repository
