@@ -383,6 +383,15 @@ static int record(Status *s, Py_ssize_t row, int nan, double acc) {
     return 1;
 }
 
+/* Rows ahead whose cache lines integer_rows8 asks for (even): its divisions keep the
+ * reorder buffer too full for the loads of rows far enough ahead to be in flight, so the
+ * hardware prefetcher alone left memory's latency and the arithmetic one after the other
+ * (measured on one thread, 10 M rows: 88 M rows/s without, 101 to 108 M with 16 to 256 rows
+ * ahead, 119 M with the rows in cache). It changes no result. */
+#ifndef INTEGER_PREFETCH_ROWS
+#define INTEGER_PREFETCH_ROWS 64
+#endif
+
 /* Rows per block of integer_rows8 (even), checked once for a NaN or an accumulator out of
  * range: a branch per row, measured, made it 30 % slower. */
 #define CHECK_ROWS 64
@@ -425,6 +434,10 @@ static Py_ssize_t integer_rows8(const double *x, Py_ssize_t n, const Coding *c, 
         __m128d nan = zero, low = offset, high = offset;
         for (Py_ssize_t r = start; r < stop; r += 2) {
             const double *a = x + 8 * r, *b = a + 8;
+            if (r + INTEGER_PREFETCH_ROWS + 1 < n) {
+                PREFETCH(a + 8 * INTEGER_PREFETCH_ROWS);
+                PREFETCH(b + 8 * INTEGER_PREFETCH_ROWS);
+            }
             __m128d sum = zero;
             for (int j = 0; j < 8; j += 2) {
                 __m128d u = _mm_loadu_pd(a + j), v = _mm_loadu_pd(b + j);
