@@ -36,9 +36,12 @@ from collections.abc import Callable
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from quantpipe.compiled import integer_predict
 from quantpipe.numerics import row_dot, tree_sum_order
 from quantpipe.quant.integer import IntegerLinear
 from quantpipe.registry import ModelRegistry
+
+LOOP = "quantpipe q8i's loop into a preallocated out, 1 thread"
 
 BYTES_PER_ROW = 8 * 8 + 8
 LINEAR_VARIANTS = ("fp64", "q8", "q16", "float32", "float16", "bfloat16")
@@ -136,20 +139,35 @@ def main() -> None:
         paths[f"quantpipe {name}, 1 thread"] = lambda model=model: model.predict(X)
     paths[f"quantpipe fp64, {cores} threads"] = lambda: fp64.predict(X, threads=cores)
     paths["quantpipe q8i (integer-only), 1 thread"] = lambda: q8i_model.predict(X)
+    # the same compiled loop without predict's new output array (its pages, faulted in anew
+    # on every call, are the difference between the two rows)
+    lo, scale = np.asarray(q8i.input_lo, np.float64), np.asarray(q8i.input_scale, np.float64)
+    codes = np.asarray(q8i.weight_codes, np.int64)
+    paths[LOOP] = lambda: integer_predict(
+        X, lo, scale, codes, q8i.bits, q8i.bias_code, q8i.output_scale, out
+    )
     paths["before: fp64 as numpy passes (b1336fb), 1 thread"] = lambda: numpy_row_dot(X, w, b)
     paths["before: q8i as numpy expressions (b1336fb), 1 thread"] = lambda: numpy_integer(q8i, X)
 
     print("| path | M rows/s | GB/s | share of the bandwidth limit | share of the floor |")
     print("| --- | ---: | ---: | ---: | ---: |")
+    rates: dict[str, float] = {}
     for name, f in paths.items():
-        rows_per_s = n / median_seconds(f)
+        rows_per_s = rates[name] = n / median_seconds(f)
         print(
             f"| {name} | {rows_per_s / 1e6:.0f} | {rows_per_s * BYTES_PER_ROW / 1e9:.1f} | "
             f"{rows_per_s / limit:.0%} | {rows_per_s / floor:.0%} |"
         )
+    before = rates["before: q8i as numpy expressions (b1336fb), 1 thread"]
+    print(
+        f"\nq8i against the numpy expressions: "
+        f"{rates['quantpipe q8i (integer-only), 1 thread'] / before:.1f}x by predict, "
+        f"{rates[LOOP] / before:.1f}x "
+        f"into a preallocated out"
+    )
     one = fp64.predict(X)
     print(
-        f"\nfloat predictions on {cores} threads identical to one thread's: "
+        f"float predictions on {cores} threads identical to one thread's: "
         f"{np.array_equal(one, fp64.predict(X, threads=cores))}"
     )
     print(
