@@ -26,6 +26,14 @@ settings.load_profile(
 )
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (pyproject.toml): the CPUs this process may run on, as ``nproc`` counts
+    them (affinity and cpusets, as in a container with a CPU limit), not the machine's."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The end-to-end tests first, the rest in their order: under pytest-xdist (``-n``,
     pyproject.toml) the longest file then starts at once on one worker while the others

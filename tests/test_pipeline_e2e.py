@@ -112,7 +112,10 @@ import atexit, json, os, sys
 
 def _record(out=os.environ["QUANTPIPE_LOADED"]):
     files = sorted({m.__file__ for m in list(sys.modules.values()) if getattr(m, "__file__", None)})
-    with open(os.path.join(out, f"{os.getpid()}.json"), "w") as record:
+    import tempfile  # after the list; a new file, whatever the pid
+
+    fd, _ = tempfile.mkstemp(suffix=".json", dir=out)
+    with open(fd, "w") as record:
         json.dump({"argv": sys.orig_argv[2:], "files": files}, record)
 
 if sys.orig_argv[1:2] == ["-m"] and sys.orig_argv[2].startswith("stages."):
