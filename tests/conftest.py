@@ -28,7 +28,8 @@ settings.load_profile(
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto`` (pyproject.toml): the CPUs this process may run on, as ``nproc`` counts
-    them (affinity and cpusets, as in a container with a CPU limit), not the machine's."""
+    them (its affinity and cpuset, as ``docker --cpuset-cpus`` sets them), not the
+    machine's. A CPU quota (``docker --cpus``) is not seen, by ``nproc`` either."""
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
@@ -37,7 +38,7 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The end-to-end tests first, the rest in their order: under pytest-xdist (``-n``,
     pyproject.toml) the longest file then starts at once on one worker while the others
-    share the rest, instead of starting last and alone."""
+    share the rest, instead of starting late and finishing alone."""
     items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
 
 
