@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from quantpipe.pool import cpus
 from quantpipe.source import ARCHIVE, ENV_DATA
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -30,9 +31,7 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto`` (pyproject.toml): the CPUs this process may run on, as ``nproc`` counts
     them (its affinity and cpuset, as ``docker --cpuset-cpus`` sets them), not the
     machine's. A CPU quota (``docker --cpus``) is not seen, by ``nproc`` either."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    return cpus()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
