@@ -7,11 +7,14 @@ float64 buffer, when it holds numbers only, in rows of equal length and no deepe
 (:mod:`quantpipe.serve.fastjson`): a 1,000-row body in about a third of the time orjson
 takes to make its Python floats. Anything else, and any body when simdjson is not
 installed, goes through orjson, which says what is wrong; the two give the same request.
+A small request of the usual kind (a few rows of numbers, no parameters) is checked by a
+shorter path after orjson, which gives what the general checks give (:func:`_plain_request`).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +22,7 @@ import numpy as np
 import orjson
 
 from quantpipe.errors import RequestError, show
-from quantpipe.serve.fastjson import fast_request
+from quantpipe.serve.fastjson import FAST_JSON_BYTES, fast_request
 from quantpipe.serve.ids import response_id
 
 SERVER_NAME = "quantpipe"
@@ -112,6 +115,57 @@ def _tensor_from_json(data: Any, json_part: bytes, where: str) -> np.ndarray:
     return array
 
 
+#: Integers a plain request's ``data`` may hold: float64 holds each of them exactly.
+_EXACT_INT = 2**53
+
+
+def _plain_numbers(values: list[Any]) -> bool:
+    """Whether ``values`` are floats and exactly representable integers with a finite sum."""
+    for value in values:
+        kind = type(value)  # orjson makes no subclasses; a bool is not an int here
+        if kind is not float and (kind is not int or not -_EXACT_INT < value < _EXACT_INT):
+            return False
+    return math.isfinite(sum(values))
+
+
+def _plain_request(request: dict[str, Any], n_features: int) -> InferRequest | None:
+    """A small request of the kind most clients send, checked in fewer steps; else None.
+
+    ``request`` is a checked request object (:func:`_checked_request`: its id is valid).
+
+    Plain: no ``parameters`` and no ``outputs`` (the answer is JSON), one FP64 input with a
+    valid name, shape ``[n, n_features]``, no parameters, and ``data`` flat or one list per
+    row, of floats and integers below 2**53 in magnitude whose sum is finite. The request is
+    what the general path gives for it (``tests/test_serve.py`` compares the two on fuzzed
+    bodies); anything else, valid or not, is left to that path, which says what is wrong.
+    In process, a 1-row request took 14 µs less (62 µs before; docs/performance.md).
+    """
+    inputs = request.get("inputs")
+    if request.get("parameters") is not None or request.get("outputs") is not None:
+        return None
+    if type(inputs) is not list or len(inputs) != 1 or type(inputs[0]) is not dict:
+        return None
+    tensor = inputs[0]
+    if tensor.get("datatype") != "FP64" or tensor.get("parameters") is not None:
+        return None
+    name, shape, data = tensor.get("name"), tensor.get("shape"), tensor.get("data")
+    if type(name) is not str or not 1 <= len(name) <= 256:
+        return None
+    if type(shape) is not list or len(shape) != 2 or type(data) is not list:
+        return None
+    n, width = shape
+    if type(n) is not int or type(width) is not int or n < 1 or width != n_features:
+        return None
+    if len(data) == n * width and _plain_numbers(data):
+        pass  # flat
+    elif len(data) != n or not all(
+        type(row) is list and len(row) == width and _plain_numbers(row) for row in data
+    ):
+        return None
+    X = np.array(data, dtype=np.float64).reshape(n, width)
+    return InferRequest(id=request.get("id"), X=X, binary_output=False)
+
+
 def parse_infer_request(body: bytes, header_length: str | None, n_features: int) -> InferRequest:
     """Parse and validate an infer request body.
 
@@ -135,11 +189,14 @@ def parse_infer_request(body: bytes, header_length: str | None, n_features: int)
         numbers or not finite, binary data of the wrong size, an unknown output.
     """
     json_part, tail = _split_body(body, header_length)
-    fast = fast_request(json_part) if not tail else None
-    if fast is None:
-        json_part, tail, request, params, tensor = envelope(body, header_length, INPUT_NAME)
-    else:
-        request, params, tensor = _checked_envelope(_checked_request(fast), INPUT_NAME)
+    loaded = fast_request(json_part) if not tail else None  # None too for a small body
+    if loaded is None:
+        loaded = _request_object(json_part)
+        if not tail and len(json_part) < FAST_JSON_BYTES:
+            plain = _plain_request(loaded, n_features)
+            if plain is not None:
+                return plain
+    request, params, tensor = _checked_envelope(_checked_request(loaded), INPUT_NAME)
     where = f"input {show(_name(tensor))}"
     datatype, n = _datatype_and_rows(tensor, where, n_features)
     X = _tensor_values(tensor, where, datatype, (n, n_features), json_part, tail)
