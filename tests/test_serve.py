@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import itertools
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ import sys
 import time
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,6 +23,7 @@ from numpy.testing import assert_array_equal
 from quantpipe.data import FEATURE_NAMES
 from quantpipe.errors import RequestError
 from quantpipe.registry import ModelRegistry
+from quantpipe.serve import protocol
 from quantpipe.serve.app import create_app
 from quantpipe.serve.protocol import parse_infer_request
 from tests.conftest import REPO_ROOT
@@ -536,6 +539,96 @@ def test_no_infer_body_gets_a_5xx(server, body, header_length):
     assert status == 200 or set(json.loads(content)) == {"error"}
 
 
+def _general(body: bytes, monkeypatch) -> protocol.InferRequest | str:
+    """What the general path (no plain shortcut) makes of ``body``: a request or its error."""
+    with monkeypatch.context() as m:
+        m.setattr(protocol, "_plain_request", lambda request, n_features: None)
+        try:
+            return parse_infer_request(body, None, len(FEATURE_NAMES))
+        except RequestError as exc:
+            return f"{exc.status} {exc}"
+
+
+EDGES = (
+    st.integers(-(2**53) - 2, 2**53 + 2)
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.sampled_from([True, False, None, "1.5", [1.5], 1e308])
+)
+
+
+@st.composite
+def near_plain_requests(draw):
+    """Requests like a client's, at most one field off, some values at the plain path's edges."""
+    n = draw(st.integers(1, 3))
+    numbers = draw(st.sampled_from([st.floats(-1e6, 1e6), st.integers(-(2**20), 2**20)]))
+    values = draw(st.lists(numbers, min_size=n * 8, max_size=n * 8))
+    for _ in range(draw(st.integers(0, 2))):
+        values[draw(st.integers(0, n * 8 - 1))] = draw(EDGES)
+    data = values if draw(st.booleans()) else [values[i : i + 8] for i in range(0, n * 8, 8)]
+    tensor = {"name": "input-0", "shape": [n, 8], "datatype": "FP64", "data": data}
+    request: dict = {"inputs": [tensor]}
+    change = draw(st.sampled_from([None, "name", "shape", "data", "rows", "id", "datatype"]))
+    if change == "name":
+        tensor["name"] = draw(st.sampled_from(["", "x" * 256, "x" * 257, 7]))
+    elif change == "shape":
+        shapes = [[n * 8, 1], [n, 8.0], [True, 8], [n, 8, 1], [0, 8], [n + 1, 8], [-n, -8]]
+        tensor["shape"] = draw(st.sampled_from(shapes))
+    elif change == "data":
+        tensor["data"] = draw(st.sampled_from([values[:-1], [data], [*values, 1.0], {}]))
+    elif change == "rows":  # as many rows as the shape says, one a value short
+        rows = [values[i : i + 8] for i in range(0, n * 8, 8)]
+        tensor["data"] = [*rows[:-1], rows[-1][:-1]]
+    elif change == "id":
+        request["id"] = draw(st.sampled_from(["r1", 7, None]))
+    elif change == "datatype":
+        tensor["datatype"] = draw(st.sampled_from(["FP32", "fp64", None]))
+    return json.dumps(request).encode()
+
+
+@settings(
+    max_examples=int(os.environ.get("QUANTPIPE_FUZZ_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],  # monkeypatch.context() each
+)
+@given(body=near_plain_requests() | BODIES)
+def test_the_plain_path_gives_what_the_general_path_gives(body, monkeypatch):
+    """A small request the plain path reads is the general path's, bit for bit; any other
+    (refused, or valid but not plain) gets the general path's answer."""
+    try:  # what parse_infer_request gives the plain path: a checked object
+        checked = protocol._checked_request(orjson.loads(body))
+    except (orjson.JSONDecodeError, RequestError):
+        checked = None
+    plain = None if checked is None else protocol._plain_request(checked, 8)
+    general = _general(body, monkeypatch)
+    if plain is None:
+        return
+    assert isinstance(general, protocol.InferRequest), general
+    assert plain.X.tobytes() == general.X.tobytes()
+    assert (plain.X.shape, plain.X.dtype) == (general.X.shape, general.X.dtype)
+    assert (plain.id, plain.binary_output) == (general.id, general.binary_output)
+
+
+@pytest.mark.parametrize(
+    ("data", "plain", "valid"),
+    [
+        ([0.5] * 8, True, True),
+        ([[0.5] * 8], True, True),
+        ([1, 2, 3, 4, 5, 6, 7, 2**53 - 1], True, True),  # integers float64 holds exactly
+        ([1, 2, 3, 4, 5, 6, 7, 2**53], False, True),
+        ([1e308] * 8, False, True),  # a sum that overflows: left to the general path
+        ([0.5] * 7 + [True], False, False),
+    ],
+)
+def test_the_plain_path_takes_the_usual_request(data, plain, valid, monkeypatch):
+    request = _tensor(data=data)
+    assert (protocol._plain_request(request, len(FEATURE_NAMES)) is not None) is plain
+    body = json.dumps(request).encode()
+    general = _general(body, monkeypatch)
+    assert isinstance(general, protocol.InferRequest) is valid
+    if valid:
+        assert parse_infer_request(body, None, 8).X.tobytes() == general.X.tobytes()
+
+
 def test_drift_gauges_follow_the_recent_inputs(models, tmp_path):
     from quantpipe.drift import build_reference, save_reference
 
@@ -578,6 +671,9 @@ def test_response_ids_are_distinct_version_4_uuids_and_new_in_a_forked_child():
 
     ids = [response_id() for _ in range(10_000)]
     assert len(set(ids)) == len(ids)
+    assert all(str(uuid.UUID(i)) == i for i in ids)  # canonical: lowercase, dashed
+    steps = {uuid.UUID(b).int - uuid.UUID(a).int for a, b in itertools.pairwise(ids)}
+    assert 1 in steps  # consecutive
     assert all(uuid.UUID(i).version == 4 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
     read, write = os.pipe()
     child = os.fork()
