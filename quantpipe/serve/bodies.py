@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from starlette.requests import ClientDisconnect
@@ -37,7 +36,7 @@ class Budget:
 
 async def read_body(
     declared_length: str | None,
-    stream: AsyncIterator[bytes],
+    receive: Receive,
     limit: int,
     what: str,
     budget: Budget,
@@ -45,41 +44,35 @@ async def read_body(
     """The whole body, at most ``limit`` bytes, held against ``budget``.
 
     ``declared_length`` is the request's ``content-length`` header (a larger one is refused
-    before anything is read), ``stream`` its body's chunks (:func:`body_chunks`). The caller
-    gives back ``len(body)`` to the budget when done with it; on an error, what was taken is
-    given back here.
+    before anything is read), ``receive`` its ASGI channel, read as Starlette reads it. The
+    caller gives back ``len(body)`` to the budget when done with it; on an error, what was
+    taken is given back here. A body in one message is returned as it came, not copied.
+
+    Raises
+    ------
+    RequestError
+        413 past ``limit``, 503 past the budget.
+    ClientDisconnect
+        If the client goes away before the last chunk.
     """
     declared = whole_number(declared_length)
     if declared is not None and declared > limit:
         raise RequestError(413, f"{what} over the {limit}-byte limit")
     chunks, size = [], 0
     try:
-        async for chunk in stream:
+        while True:  # a loop, not an async generator: a 1-row request took 2 µs less
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect
+            chunk = message.get("body", b"")
             if size + len(chunk) > limit:
                 raise RequestError(413, f"{what} over the {limit}-byte limit")
             budget.take(len(chunk))
             size += len(chunk)
             chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
     except BaseException:
         budget.give(size)
         raise
-    return b"".join(chunks)
-
-
-async def body_chunks(receive: Receive) -> AsyncIterator[bytes]:
-    """The chunks of a request's body, from its ASGI ``receive``, as Starlette reads them.
-
-    Raises
-    ------
-    ClientDisconnect
-        If the client goes away before the last chunk.
-    """
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect
-        chunk = message.get("body", b"")
-        if chunk:
-            yield chunk
-        if not message.get("more_body", False):
-            return
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)

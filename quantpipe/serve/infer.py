@@ -8,6 +8,7 @@ before any routing. What the handlers share is a :class:`Server`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from quantpipe.errors import InputError, RequestError
 from quantpipe.mnist.evaluation import DigitsNet
 from quantpipe.registry import ModelRegistry
-from quantpipe.serve.bodies import Budget, body_chunks, read_body
+from quantpipe.serve.bodies import Budget, read_body
 from quantpipe.serve.digits import answer_digits
 from quantpipe.serve.protocol import (
     HEADER_LENGTH,
@@ -57,9 +58,9 @@ class Server:
         default_factory=lambda: ThreadPoolExecutor(LARGE_AT_ONCE, "quantpipe-infer")
     )
 
-    @property
+    @functools.cached_property
     def n_features(self) -> int:
-        """Features a row of every model has."""
+        """Features a row of every model has (once: the registry makes a tuple each time)."""
         return len(self.registry.feature_names)
 
 
@@ -117,7 +118,7 @@ async def read_and_answer(
             limit, what = server.max_json_bytes, "JSON request body"
         else:
             limit, what = server.max_body_bytes, "request body"
-        body = await read_body(content_length, body_chunks(receive), limit, what, server.held)
+        body = await read_body(content_length, receive, limit, what, server.held)
         try:
             json_length = whole_number(header_length)
             if json_length is not None and json_length > server.max_json_bytes:

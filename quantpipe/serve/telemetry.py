@@ -43,6 +43,7 @@ class DriftWindow:
         self.directory = directory
         shape = (size, len(reference.feature_names))
         self.lock = threading.Lock()
+        self._seen = 0
         if directory is None:
             self.buffer: np.ndarray = np.empty(shape)
             self.count: np.ndarray = np.zeros(1, dtype=np.int64)
@@ -58,15 +59,17 @@ class DriftWindow:
 
     def add(self, X: np.ndarray) -> None:
         """Append rows, shape (n, n_features), dropping the oldest beyond the window."""
-        size = self.buffer.shape[0]
+        size, n = len(self.buffer), len(X)
         with self.lock:
-            rows = X[-size:]
+            seen = self._seen
+            rows = X if n <= size else X[-size:]
             # global row index g lives at slot g % size, so the oldest row is overwritten first
-            start = (self.seen + len(X) - len(rows)) % size
+            start = (seen + n - len(rows)) % size
             first = min(len(rows), size - start)
-            self.buffer[start : start + first] = rows[:first]
-            self.buffer[: len(rows) - first] = rows[first:]
-            self.count[0] += len(X)
+            self.buffer[start : start + first] = rows if first == len(rows) else rows[:first]
+            if first < len(rows):
+                self.buffer[: len(rows) - first] = rows[first:]
+            self._seen = self.count[0] = seen + n  # a Python int, and the one others read
 
     def _windows(self) -> list[np.ndarray]:
         with self.lock:
