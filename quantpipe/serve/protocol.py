@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -35,9 +34,8 @@ DTYPES: dict[str, np.dtype] = {"FP64": np.dtype("<f8"), "FP32": np.dtype("<f4")}
 EXTENSIONS = ["binary_tensor_data"]
 
 
-@dataclass(frozen=True)
-class InferRequest:
-    """A parsed, validated infer request.
+class InferRequest(NamedTuple):
+    """A parsed, validated infer request (a named tuple: made faster than a frozen dataclass).
 
     Attributes
     ----------
@@ -163,7 +161,7 @@ def _plain_request(request: dict[str, Any], n_features: int) -> InferRequest | N
     ):
         return None
     X = np.array(data, dtype=np.float64).reshape(n, width)
-    return InferRequest(id=request.get("id"), X=X, binary_output=False)
+    return InferRequest(request.get("id"), X, False)
 
 
 def parse_infer_request(body: bytes, header_length: str | None, n_features: int) -> InferRequest:
@@ -207,7 +205,7 @@ def parse_infer_request(body: bytes, header_length: str | None, n_features: int)
     if type(binary) is not bool:
         raise RequestError(400, "'parameters.binary_data_output' must be true or false")
     binary = _binary_output(request.get("outputs"), binary)
-    return InferRequest(id=request.get("id"), X=X, binary_output=binary)
+    return InferRequest(request.get("id"), X, binary)
 
 
 def envelope(
