@@ -643,7 +643,7 @@ def test_with_two_workers_the_drift_window_is_the_servers(models, tmp_path, monk
     import shutil
 
     from quantpipe.drift import build_reference, save_reference
-    from tests.test_serve import start_server, stop_server
+    from tests.test_serve import eventually, start_server, stop_server
 
     served = tmp_path / "models"
     shutil.copytree(models, served)
@@ -660,13 +660,18 @@ def test_with_two_workers_the_drift_window_is_the_servers(models, tmp_path, monk
         for seed in range(30):  # new connections: uvicorn spreads them over both workers
             body = json.dumps(infer_body(rows(3, seed=seed))).encode()
             assert srv.call("POST", "/v2/models/q8/infer", body)[0] == 200
+        # a worker records an answer just after sending it: look until both have
+        counted = 'quantpipe_requests_total{endpoint="infer",model="q8",status="200"} 30.0'
+        window = "quantpipe_drift_window_rows 90.0"  # scored a moment before the counts are read
+        text = eventually(
+            lambda: srv.call("GET", "/metrics")[2].decode(), lambda t: counted in t and window in t
+        )
         seen = [int(np.load(f)[0]) for f in (tmp_path / "tmp").glob("*/drift-*.seen.npy")]
         assert len(seen) == 2
         assert sum(seen) == 90
         assert min(seen) > 0, "one worker served every request: the test proves nothing"
-        text = srv.call("GET", "/metrics")[2].decode()
         # one worker's window would hold only the rows that worker served
-        assert "quantpipe_drift_window_rows 90.0" in text
+        assert window in text
         assert 'quantpipe_inferred_rows_total{model="q8"} 90.0' in text
     finally:
         stop_server(proc)

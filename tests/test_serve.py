@@ -161,6 +161,21 @@ def server(models):
     stop_server(proc)
 
 
+def eventually(read, done, seconds: float = 5.0):
+    """``read()`` again until ``done`` (a text it must contain, or a test of it) or time is up.
+
+    For what a worker records just after an answer is sent (:meth:`Answer.record`): another
+    process may look a moment before it does. Returns the last reading.
+    """
+    check = done if callable(done) else (lambda text: done in text)
+    deadline = time.monotonic() + seconds
+    value = read()
+    while not check(value) and time.monotonic() < deadline:
+        time.sleep(0.01)
+        value = read()
+    return value
+
+
 @pytest.mark.slow
 def test_two_workers_serve_and_sum_their_metrics(models):
     proc, srv = start_server(models, "--workers", "2")
@@ -169,9 +184,11 @@ def test_two_workers_serve_and_sum_their_metrics(models):
             assert (
                 srv.call("POST", "/v2/models/q8/infer", json.dumps(infer_body(rows(2))))[0] == 200
             )
-        text = srv.call("GET", "/metrics")[2].decode()
-        assert 'quantpipe_requests_total{endpoint="infer",model="q8",status="200"} 20.0' in text
-        assert 'quantpipe_inferred_rows_total{model="q8"} 40.0' in text
+        # a worker counts an answer just after sending it: the other may scrape a moment early
+        counted = 'quantpipe_requests_total{endpoint="infer",model="q8",status="200"} 20.0'
+        text = eventually(lambda: srv.call("GET", "/metrics")[2].decode(), counted)
+        assert counted in text
+        assert 'quantpipe_inferred_rows_total{model="q8"} 40.0' in text  # recorded before
     finally:
         stop_server(proc)
 

@@ -144,14 +144,16 @@ async def infer(request: Request) -> Response:
     :class:`FastInfer`) is answered as :class:`FastInfer` would.
     """
     name = _resolve(request, "infer")
-    content, headers = await read_and_answer(
-        _server(request),
+    server = _server(request)
+    answer = await read_and_answer(
+        server,
         name,
         request.headers.get(HEADER_LENGTH),
         request.headers.get("content-length"),
         request.receive,
     )
-    return Response(content, headers=headers)
+    answer.record(server)  # before the response here: this route is not the fast one
+    return Response(answer.content, headers=answer.headers)
 
 
 async def prometheus(request: Request) -> Response:

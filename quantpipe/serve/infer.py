@@ -13,8 +13,9 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
+import numpy as np
 import orjson
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
@@ -74,8 +75,34 @@ def error_response(status: int, message: str) -> Response:
     return json_response({"error": message}, status)
 
 
-#: An infer answer: its body and headers.
-Answer = tuple[bytes, dict[str, str]]
+class Answer(NamedTuple):
+    """An infer request's answer, and what :meth:`record` counts once it is sent.
+
+    A named tuple: immutable, and made in half the time of a frozen dataclass.
+    """
+
+    content: bytes
+    headers: dict[str, str]
+    model: str
+    #: From the body being read to the response being formatted.
+    seconds: float
+    rows: int
+    #: The rows for the drift window, shape (n, n_features); None for a digits model.
+    inputs: np.ndarray | None
+
+    def record(self, server: Server) -> None:
+        """Count the answered request, its latency and rows; add its rows to the drift window.
+
+        The answer's bookkeeping, done after its last byte is handed to the transport
+        (:class:`FastInfer`): the client does not wait for it (a 1-row request's answer came
+        about 5 µs sooner). It runs before the worker reads anything more, so a request that
+        worker reads after the answer was sent sees it counted; with several workers, a
+        ``/metrics`` answered by another one at that very moment may not yet.
+        """
+        if server.drift is not None and self.inputs is not None:
+            server.drift.add(self.inputs)
+        server.metrics.answered(self.model, self.seconds, self.rows)
+        server.metrics.count(self.model, "infer", 200)
 
 
 def answer(server: Server, name: str, body: bytes, header_length: str | None) -> Answer:
@@ -83,18 +110,15 @@ def answer(server: Server, name: str, body: bytes, header_length: str | None) ->
     start = time.perf_counter()
     if name in server.digits:
         content, headers, images = answer_digits(name, server.digits[name], body, header_length)
-        server.metrics.answered(name, time.perf_counter() - start, images)
-        return content, headers
+        return Answer(content, headers, name, time.perf_counter() - start, images, None)
     parsed = parse_infer_request(body, header_length, server.n_features)
     try:
         predictions = server.registry.get(name).predict(parsed.X)
     except InputError as exc:
         raise RequestError(400, str(exc)) from None
-    if server.drift is not None:
-        server.drift.add(parsed.X)
     content, headers = infer_response(name, parsed, predictions)
-    server.metrics.answered(name, time.perf_counter() - start, len(predictions))
-    return content, headers
+    seconds = time.perf_counter() - start
+    return Answer(content, headers, name, seconds, len(predictions), parsed.X)
 
 
 async def read_and_answer(
@@ -104,7 +128,10 @@ async def read_and_answer(
     content_length: str | None,
     receive: Receive,
 ) -> Answer:
-    """Predictions for the rows of an infer request to model ``name``: read, answer, count.
+    """Predictions for the rows of an infer request to model ``name``: read and answer.
+
+    A refusal is counted here; the answer is counted by its :meth:`Answer.record`, which the
+    caller runs once it is sent.
 
     Raises
     ------
@@ -129,7 +156,6 @@ async def read_and_answer(
     except RequestError as exc:
         server.metrics.count(name, "infer", exc.status)
         raise
-    server.metrics.count(name, "infer", 200)
     return answer
 
 
@@ -206,16 +232,16 @@ class FastInfer:
             elif key == _HEADER_LENGTH and header_length is None:
                 header_length = value.decode("latin-1")
         try:
-            content, headers = await read_and_answer(
-                server, name, header_length, content_length, receive
-            )
+            answer = await read_and_answer(server, name, header_length, content_length, receive)
         except RequestError as exc:
             await request_error_response(exc)(scope, receive, send)
             return
         except ClientDisconnect:
             await disconnected_response()(scope, receive, send)
             return
+        content, headers = answer.content, answer.headers
         raw = [(b"content-length", b"%d" % len(content))]  # what starlette's Response sends
         raw += [(key.encode("latin-1"), value.encode("latin-1")) for key, value in headers.items()]
         await send({"type": "http.response.start", "status": 200, "headers": raw})
         await send({"type": "http.response.body", "body": content})
+        answer.record(server)
