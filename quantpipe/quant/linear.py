@@ -231,15 +231,15 @@ def predict_checked(
     """
     X = np.asarray(X, dtype=np.float64)
     w = np.asarray(weights, dtype=np.float64)
-    out = np.empty(X.shape[0])
+    n = X.shape[0]
+    out = np.empty(n)
+    if threads <= 1 or n <= PARALLEL_CHUNK_ROWS:  # one call, no slices: 1 µs of a 1-row request
+        return out, numerics.row_dot_checked(X, w, out, float(intercept))
 
     def rows(start: int, stop: int) -> int:
         bad = numerics.row_dot_checked(X[start:stop], w, out[start:stop], float(intercept))
         return -1 if bad < 0 else start + bad
 
-    n = X.shape[0]
-    if threads <= 1 or n <= PARALLEL_CHUNK_ROWS:
-        return out, rows(0, n)
     starts = range(0, n, PARALLEL_CHUNK_ROWS)
     with ThreadPoolExecutor(threads) as pool:
         bad = [
