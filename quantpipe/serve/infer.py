@@ -102,7 +102,6 @@ class Answer(NamedTuple):
         if server.drift is not None and self.inputs is not None:
             server.drift.add(self.inputs)
         server.metrics.answered(self.model, self.seconds, self.rows)
-        server.metrics.count(self.model, "infer", 200)
 
 
 def answer(server: Server, name: str, body: bytes, header_length: str | None) -> Answer:

@@ -116,7 +116,7 @@ class Metrics:
         # the label children of the metrics updated per request, looked up once: a lookup
         # (labels()) cost about 1 µs, a third of a 1-row request's metrics
         self._counters: dict[tuple[str, str, int], Any] = {}
-        self._answered: dict[str, tuple[Any, Any]] = {}
+        self._answered: dict[str, tuple[Any, Any, Any]] = {}
         self.requests = Counter(
             "quantpipe_requests",
             "Model requests by model, endpoint and HTTP status.",
@@ -190,9 +190,15 @@ class Metrics:
         counter.inc()
 
     def answered(self, model: str, seconds: float, rows: int) -> None:
-        """Record an infer request of a served ``model``: its latency and its rows."""
+        """Record an answered infer request of a served ``model``: a 200, its latency and rows."""
         children = self._answered.get(model)
         if children is None:
-            children = self._answered[model] = (self.latency.labels(model), self.rows.labels(model))
-        children[0].observe(seconds)
-        children[1].inc(rows)
+            children = self._answered[model] = (
+                self.requests.labels(model, "infer", "200"),
+                self.latency.labels(model),
+                self.rows.labels(model),
+            )
+        ok, latency, inferred = children
+        ok.inc()
+        latency.observe(seconds)
+        inferred.inc(rows)
