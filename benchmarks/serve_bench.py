@@ -78,8 +78,9 @@ app = Starlette(routes=[
     Route("/v2/models/{name}/infer", infer, methods=["POST"]),
     Route("/v2/health/ready", ready),
 ])
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), http="httptools", loop="uvloop",
-            log_level="warning", access_log=False, server_header=False)
+if __name__ == "__main__":  # python -c: serve; exec'd by infer_inprocess.py: only the app
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), http="httptools", loop="uvloop",
+                log_level="warning", access_log=False, server_header=False)
 """
 PAYLOADS = ("1-row JSON", "1000-row JSON", "1000-row binary")
 ROWS = {"1-row JSON": 1, "1000-row JSON": 1000, "1000-row binary": 1000}
