@@ -188,7 +188,7 @@ def test_two_workers_serve_and_sum_their_metrics(models):
         counted = 'quantpipe_requests_total{endpoint="infer",model="q8",status="200"} 20.0'
         text = eventually(lambda: srv.call("GET", "/metrics")[2].decode(), counted)
         assert counted in text
-        assert 'quantpipe_inferred_rows_total{model="q8"} 40.0' in text  # recorded before
+        assert 'quantpipe_inferred_rows_total{model="q8"} 40.0' in text  # counted before the 200
     finally:
         stop_server(proc)
 

@@ -67,9 +67,10 @@ async def read_body(
             chunk = message.get("body", b"")
             if size + len(chunk) > limit:
                 raise RequestError(413, f"{what} over the {limit}-byte limit")
-            budget.take(len(chunk))
-            size += len(chunk)
-            chunks.append(chunk)
+            if chunk:
+                budget.take(len(chunk))
+                size += len(chunk)
+                chunks.append(chunk)
             if not message.get("more_body", False):
                 break
     except BaseException:
