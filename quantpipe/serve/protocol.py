@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 
 import numpy as np
 import orjson
@@ -50,12 +50,34 @@ class InferRequest(NamedTuple):
     binary_output: bool
 
 
+#: The longest input tensor ``name`` taken, in characters.
+MAX_NAME_CHARS = 256
+
+
+def _is_name(value: Any) -> TypeGuard[str]:
+    """Whether ``value`` is a valid tensor name: a string of 1 to :data:`MAX_NAME_CHARS`."""
+    return isinstance(value, str) and 1 <= len(value) <= MAX_NAME_CHARS
+
+
+def _is_shape(value: Any, n_features: int) -> TypeGuard[list[int]]:
+    """Whether ``value`` is a valid input shape: ``[n, n_features]`` with n >= 1."""
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(type(d) is int for d in value)
+        and value[0] >= 1
+        and value[1] == n_features
+    )
+
+
 def _name(tensor: dict[str, Any]) -> str:
-    """The input tensor's ``name``: required by the protocol, a string of 1 to 256 characters."""
+    """The input tensor's ``name``: required by the protocol (:func:`_is_name`)."""
     name = tensor.get("name")
-    if not isinstance(name, str) or not 1 <= len(name) <= 256:
+    if not _is_name(name):
         raise RequestError(
-            400, f"the input's 'name' must be a string of 1 to 256 characters, not {show(name)}"
+            400,
+            f"the input's 'name' must be a string of 1 to {MAX_NAME_CHARS} characters, "
+            f"not {show(name)}",
         )
     return name
 
@@ -146,14 +168,12 @@ def _plain_request(request: dict[str, Any], n_features: int) -> InferRequest | N
     tensor = inputs[0]
     if tensor.get("datatype") != "FP64" or tensor.get("parameters") is not None:
         return None
-    name, shape, data = tensor.get("name"), tensor.get("shape"), tensor.get("data")
-    if type(name) is not str or not 1 <= len(name) <= 256:
+    shape, data = tensor.get("shape"), tensor.get("data")
+    if not _is_name(tensor.get("name")) or not _is_shape(shape, n_features):
         return None
-    if type(shape) is not list or len(shape) != 2 or type(data) is not list:
+    if type(data) is not list:
         return None
     n, width = shape
-    if type(n) is not int or type(width) is not int or n < 1 or width != n_features:
-        return None
     if len(data) == n * width and _plain_numbers(data):
         pass  # flat
     elif len(data) != n or not all(
@@ -187,14 +207,16 @@ def parse_infer_request(body: bytes, header_length: str | None, n_features: int)
         numbers or not finite, binary data of the wrong size, an unknown output.
     """
     json_part, tail = _split_body(body, header_length)
-    loaded = fast_request(json_part) if not tail else None  # None too for a small body
-    if loaded is None:
+    fast = fast_request(json_part) if not tail else None  # None too for a small body
+    if fast is not None:
+        loaded = _checked_request(fast)
+    else:
         loaded = _request_object(json_part)
         if not tail and len(json_part) < FAST_JSON_BYTES:
             plain = _plain_request(loaded, n_features)
             if plain is not None:
                 return plain
-    request, params, tensor = _checked_envelope(_checked_request(loaded), INPUT_NAME)
+    request, params, tensor = _checked_envelope(loaded, INPUT_NAME)
     where = f"input {show(_name(tensor))}"
     datatype, n = _datatype_and_rows(tensor, where, n_features)
     X = _tensor_values(tensor, where, datatype, (n, n_features), json_part, tail)
@@ -263,13 +285,7 @@ def _datatype_and_rows(tensor: dict[str, Any], where: str, n_features: int) -> t
             400, f"{where}: datatype {show(datatype)} is not supported; use FP64 or FP32"
         )
     shape = tensor.get("shape")
-    if (
-        not isinstance(shape, list)
-        or len(shape) != 2
-        or not all(type(d) is int for d in shape)
-        or shape[0] < 1
-        or shape[1] != n_features
-    ):
+    if not _is_shape(shape, n_features):
         raise RequestError(
             400,
             f"{where}: shape {show(shape)} is not allowed; use [n, {n_features}] with n >= 1",
