@@ -54,8 +54,12 @@ class DriftWindow:
 
     @property
     def seen(self) -> int:
-        """Rows ever added to this process's window; it holds the last min(seen, size)."""
-        return int(self.count[0])
+        """Rows ever added to this process's window; it holds the last min(seen, size).
+
+        Kept as a Python int, and written to ``count`` (a file, with ``directory``) for the
+        other workers to read.
+        """
+        return self._seen
 
     def add(self, X: np.ndarray) -> None:
         """Append rows, shape (n, n_features), dropping the oldest beyond the window."""
