@@ -530,18 +530,15 @@ def test_workers_without_a_writable_temporary_folder_is_one_line(models, capsys,
 def test_workers_do_not_outlive_a_killed_server(models):
     import os
     import signal
-    import time
 
-    from tests.test_serve import start_server
+    from tests.test_serve import eventually, start_server
 
     proc, _ = start_server(models, "--workers", "2")
     children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
     assert len(children) >= 2  # uvicorn's workers (and its resource tracker, if any)
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=10)  # reaps it and closes its output pipe
-    deadline = time.monotonic() + 20
-    while any(Path(f"/proc/{c}").exists() for c in children) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    eventually(lambda: [c for c in children if Path(f"/proc/{c}").exists()], lambda a: not a, 20)
     alive = [c for c in children if Path(f"/proc/{c}/status").exists()]
     states = [Path(f"/proc/{c}/status").read_text().split("State:")[1].split()[0] for c in alive]
     assert set(states) <= {"Z"}, f"workers {alive} outlived the server ({states})"
@@ -654,9 +651,7 @@ def test_with_two_workers_the_drift_window_is_the_servers(models, tmp_path, monk
     try:
         # each worker makes its window as it starts; a busy machine may start the second late
         windows = tmp_path / "tmp"
-        deadline = time.monotonic() + 20
-        while len(list(windows.glob("*/drift-*.seen.npy"))) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        eventually(lambda: list(windows.glob("*/drift-*.seen.npy")), lambda f: len(f) >= 2, 20)
         for seed in range(30):  # new connections: uvicorn spreads them over both workers
             body = json.dumps(infer_body(rows(3, seed=seed))).encode()
             assert srv.call("POST", "/v2/models/q8/infer", body)[0] == 200
