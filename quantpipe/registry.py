@@ -10,6 +10,7 @@ are the same bits.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -139,7 +140,7 @@ class ModelRegistry:
                 f"unknown model {name!r}; available: {', '.join(self.models)}"
             ) from None
 
-    @property
+    @functools.cached_property
     def feature_names(self) -> tuple[str, ...]:
-        """The features every model takes, in order."""
+        """The features every model takes, in order (made once: the server asks per request)."""
         return tuple(next(iter(self.models.values())).header["feature_names"])

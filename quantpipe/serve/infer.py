@@ -8,7 +8,6 @@ before any routing. What the handlers share is a :class:`Server`.
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -59,9 +58,9 @@ class Server:
         default_factory=lambda: ThreadPoolExecutor(LARGE_AT_ONCE, "quantpipe-infer")
     )
 
-    @functools.cached_property
+    @property
     def n_features(self) -> int:
-        """Features a row of every model has (once: the registry makes a tuple each time)."""
+        """Features a row of every model has."""
         return len(self.registry.feature_names)
 
 
