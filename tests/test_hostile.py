@@ -526,6 +526,19 @@ def test_workers_without_a_writable_temporary_folder_is_one_line(models, capsys,
     )
 
 
+def test_the_workers_share_a_folder_in_memory_unless_tmpdir_says_otherwise(tmp_path, monkeypatch):
+    from quantpipe.serve import command
+
+    monkeypatch.delenv("TMPDIR", raising=False)
+    monkeypatch.setattr(command, "SHARED_MEMORY", tmp_path)
+    assert command.shared_folder_parent() == str(tmp_path)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "elsewhere"))
+    assert command.shared_folder_parent() is None  # the user's choice, through tempfile
+    monkeypatch.delenv("TMPDIR")
+    monkeypatch.setattr(command, "SHARED_MEMORY", tmp_path / "missing")
+    assert command.shared_folder_parent() is None
+
+
 @pytest.mark.slow
 def test_workers_do_not_outlive_a_killed_server(models):
     import os

@@ -131,12 +131,32 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+#: Where the workers' shared folder goes when ``TMPDIR`` names no other place: memory
+#: (tmpfs), so that the kernel never writes their memory-mapped metrics and drift windows back
+#: to a disk. On a disk-backed ``/tmp`` that writeback stalled a worker now and then, for up
+#: to 32 ms (docs/performance.md, "A sixth run").
+SHARED_MEMORY = Path("/dev/shm")
+
+
+def shared_folder_parent() -> str | None:
+    """The folder the workers' shared folder is made in: :data:`SHARED_MEMORY`, or None.
+
+    None (tempfile's choice: ``TMPDIR``, else ``/tmp``) when ``TMPDIR`` is set, or when
+    :data:`SHARED_MEMORY` is not a folder this process may write in (not Linux, say).
+    """
+    if os.environ.get("TMPDIR") or not SHARED_MEMORY.is_dir():
+        return None
+    return str(SHARED_MEMORY) if os.access(SHARED_MEMORY, os.W_OK | os.X_OK) else None
+
+
 def _run_workers(args: argparse.Namespace, options: dict[str, Any]) -> None:
     """``--workers N``: each worker builds its app from the environment set here."""
     import uvicorn
 
     try:
-        metrics_dir = tempfile.TemporaryDirectory(prefix="quantpipe-prometheus-")
+        metrics_dir = tempfile.TemporaryDirectory(
+            prefix="quantpipe-prometheus-", dir=shared_folder_parent()
+        )
     except OSError as exc:
         raise QuantpipeError(
             f"no temporary folder for the workers' metrics ({exc.strerror}); "
