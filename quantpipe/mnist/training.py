@@ -4,9 +4,12 @@ The only module of quantpipe that imports torch (and only inside its functions, 
 importing it costs nothing). PyTorch's CPU kernels differ by instruction set: by default,
 ``ATEN_CPU_CAPABILITY`` (default, avx2, avx512), oneDNN's ISA and MKL's code path each give
 different weights. :func:`pin_torch` chooses kernels that compute the same bits on every
-x86-64 CPU: ATen's portable (non-vectorised) kernels, no oneDNN, MKL in its conditional
-numerical reproducibility mode (``MKL_CBWR=COMPATIBLE``) and one thread. It must run before
-torch is first imported, and overrides those settings if the environment sets them.
+x86-64 CPU: ATen's portable (non-vectorised) kernels, no oneDNN, no NNPACK (its
+convolutions need AVX2: without it, torch falls back to another algorithm, with other
+roundings), MKL in its conditional numerical reproducibility mode (``MKL_CBWR=COMPATIBLE``)
+and one thread. It must run before torch is first imported, and overrides those settings if
+the environment sets them. The optimizer is not torch's: ``torch.sqrt`` rounds differently
+on different CPUs, so Adam's steps are taken in numpy (:mod:`quantpipe.mnist.adam`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from quantpipe.mnist.adam import Adam, AdamConfig
 from quantpipe.mnist.network import FloatNet, LayerShapes, layer_shapes
 from quantpipe.mnist.settings import TrainSettings
 
@@ -64,6 +68,7 @@ def pin_torch() -> Any:
     import torch
 
     torch.backends.mkldnn.enabled = False
+    torch.backends.nnpack.set_flags(False)
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     capability = torch.backends.cpu.get_cpu_capability()
@@ -78,6 +83,7 @@ def _is_pinned(torch: Any) -> bool:
         all(os.environ.get(name) == value for name, value in PINNED_ENV.items())
         and torch.backends.cpu.get_cpu_capability() == "DEFAULT"
         and not torch.backends.mkldnn.enabled
+        and not torch._C._get_nnpack_enabled()  # what torch.backends.nnpack.set_flags sets
         and torch.get_num_threads() == 1
         and torch.are_deterministic_algorithms_enabled()
     )
@@ -141,7 +147,9 @@ def train_network(
     torch.manual_seed(settings.seed)
     shapes = layer_shapes(settings.channels)
     module = _module(torch, shapes)
-    optimizer = torch.optim.Adam(module.parameters(), lr=settings.learning_rate)
+    parameters = list(module.parameters())
+    # numpy views of the parameters' storage: the optimizer updates them in place
+    optimizer = Adam([p.detach().numpy() for p in parameters], AdamConfig(settings.learning_rate))
     x_all = torch.from_numpy(images.astype(np.float32) / np.float32(255.0)).unsqueeze(1)
     y_all = torch.from_numpy(labels.astype(np.int64))
     order_rng = np.random.RandomState(settings.seed)
@@ -152,10 +160,10 @@ def train_network(
         order = torch.from_numpy(order_rng.permutation(len(images)))
         for batch, start in enumerate(range(0, len(images), settings.batch_size)):
             rows = order[start : start + settings.batch_size]
-            optimizer.zero_grad()
+            module.zero_grad(set_to_none=True)
             loss = torch.nn.functional.cross_entropy(module(x_all[rows]), y_all[rows])
             loss.backward()
-            optimizer.step()
+            optimizer.step([p.grad.numpy() for p in parameters])
             seen += len(rows)
             losses.append(float(loss.detach()))
             if progress is not None and (batch + 1) % 100 == 0:
