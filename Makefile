@@ -1,5 +1,5 @@
 # The local loop (see CONTRIBUTING.md). Run inside the project's environment (.venv).
-.PHONY: help lint typecheck test test-all repro same-bytes ci
+.PHONY: help lint typecheck test test-all repro same-bytes cross-cpu ci
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -24,6 +24,9 @@ repro:  ## rebuild what changed
 
 same-bytes:  ## the committed revision, rebuilt under other numeric environments
 	.ci/steps same-bytes
+
+cross-cpu:  ## the digits network's training under QEMU as other x86-64 CPUs (qemu-user)
+	.ci/steps cross-cpu
 
 ci:  ## .ci/run on a fresh clone of HEAD, beside ../shared, as CI runs it
 	rm -rf ../quantpipe-ci && git clone -q . ../quantpipe-ci && cd ../quantpipe-ci && CI=true bash .ci/run
