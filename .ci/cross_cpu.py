@@ -10,8 +10,8 @@ prints one sha256 of the weights; with ``--cpus``, it also runs itself under QEM
 emulator (Debian's ``qemu-user``) as each named CPU model, whose CPUID (vendor, features,
 caches) is the model's, and fails unless every digest is this machine's:
 
-    python .ci/cross_cpu.py                                  # this CPU's digest
-    python .ci/cross_cpu.py --cpus Haswell EPYC-Rome Nehalem  # and compare under QEMU
+    python .ci/cross_cpu.py                                                # this CPU's digest
+    python .ci/cross_cpu.py --cpus Haswell EPYC-Rome SandyBridge Nehalem  # and under QEMU
 
 Emulation is slow (about 1 s a batch of 32), so a few hundred images: a difference in the
 last bit of one step shows within three steps, and every later step compounds it.
@@ -76,7 +76,11 @@ def verdict(cpu: str, process: subprocess.Popen[str], mine: str) -> bool:
         last = (err.strip().splitlines() or ["(no message)"])[-1]
         log.error("  %-18s FAILED (exit %d): %s", cpu, process.returncode, last)
         return False
-    theirs = out.strip().splitlines()[-1]
+    lines = out.strip().splitlines()
+    if not lines:
+        log.error("  %-18s FAILED: printed no digest", cpu)
+        return False
+    theirs = lines[-1]
     log.info("  %-18s %s", cpu, "identical" if theirs == mine else f"DIFFERENT: {theirs[:16]}")
     return theirs == mine
 
@@ -96,9 +100,10 @@ def main() -> int:
     started = time.perf_counter()
     log.info("weights of %d training images, this CPU: %s; under QEMU:", args.images, mine[:16])
     same = []
-    # as many emulators at once as there are CPUs (each runs one thread)
-    for first in range(0, len(args.cpus), os.cpu_count() or 1):
-        batch = args.cpus[first : first + (os.cpu_count() or 1)]
+    # as many emulators at once as this process may use CPUs (each runs one thread)
+    width = len(os.sched_getaffinity(0))
+    for first in range(0, len(args.cpus), width):
+        batch = args.cpus[first : first + width]
         running = [(cpu, emulate(cpu, args.images)) for cpu in batch]
         same += [verdict(cpu, process, mine) for cpu, process in running]
     log.info("%d of %d identical (%.0f s)", sum(same), len(same), time.perf_counter() - started)

@@ -54,6 +54,9 @@ class AdamConfig:
 
     def __post_init__(self) -> None:
         """Check the constants; a ValueError names the first one out of range."""
+        for name in ("learning_rate", "beta1", "beta2", "eps"):
+            # Python floats: a numpy float32 here would make the float64 bookkeeping float32
+            object.__setattr__(self, name, float(getattr(self, name)))
         if not 0.0 < self.learning_rate <= 1.0:
             raise ValueError(f"learning_rate must be in (0, 1], not {self.learning_rate!r}")
         for name in ("beta1", "beta2"):
