@@ -25,7 +25,7 @@ repro:  ## rebuild what changed
 same-bytes:  ## the committed revision, rebuilt under other numeric environments
 	.ci/steps same-bytes
 
-cross-cpu:  ## the digits network's training under QEMU as other x86-64 CPUs (qemu-user)
+cross-cpu:  ## the digits training and the housing stages under QEMU as other x86-64 CPUs
 	.ci/steps cross-cpu
 
 ci:  ## .ci/run on a fresh clone of HEAD, beside ../shared, as CI runs it

@@ -1,32 +1,41 @@
-"""The digits network's training, the same bits on other CPUs: checked under emulated ones.
+"""The pipeline's numbers, the same bits on other CPUs: checked under emulated ones.
 
 The same-bytes check (``.ci/steps same-bytes``) rebuilds the pipeline under settings that
 stand for other CPUs, but on this CPU: it cannot see a library that looks at the CPU itself
 (its vendor, its instruction sets, its caches). PyTorch's training did: NNPACK's convolutions
 run only where AVX2 is, and ``torch.sqrt`` (MKL's vector math) rounds by CPU. This script
-trains the network on the first ``--images`` training images, exactly as the ``mnist_train``
-stage does (:func:`quantpipe.mnist.training.train_network`, ``params.yaml``'s settings), and
-prints one sha256 of the weights; with ``--cpus``, it also runs itself under QEMU's user-mode
+computes two digests, exactly as the stages do (their own code, ``params.yaml``'s settings,
+the data ``dvc repro`` left in ``data/``):
+
+- ``mnist``: the weights trained on the first ``--images`` training images
+  (:func:`quantpipe.mnist.training.train_network`);
+- ``housing``: every file the ``split``, ``train``, ``quantize`` and ``evaluate`` stages write
+  (the fitted and quantized models, the metrics), run into a temporary directory.
+
+It prints them as one JSON line; with ``--cpus``, it also runs itself under QEMU's user-mode
 emulator (Debian's ``qemu-user``) as each named CPU model, whose CPUID (vendor, features,
 caches) is the model's, and fails unless every digest is this machine's:
 
-    python .ci/cross_cpu.py                                                # this CPU's digest
+    python .ci/cross_cpu.py                                                # this CPU's
     python .ci/cross_cpu.py --cpus Haswell EPYC-Rome SandyBridge Nehalem  # and under QEMU
 
-Emulation is slow (about 1 s a batch of 32), so a few hundred images: a difference in the
-last bit of one step shows within three steps, and every later step compounds it.
+Emulation is slow (about 1 s a batch of 32 images, 20 s for the housing stages), so a few
+hundred images: a difference in the last bit of one step shows within three steps, and
+every later step compounds it.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
 import os
 import shutil
 import site
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,17 +47,50 @@ from quantpipe import paths  # noqa: E402
 from quantpipe.mnist.data import load_digits  # noqa: E402
 from quantpipe.mnist.training import pin_torch, train_network  # noqa: E402
 from quantpipe.params import load_params  # noqa: E402
+from stages import evaluate, quantize, split, train  # noqa: E402
 
 log = logging.getLogger("cross_cpu")
 
 
-def digest(images: int) -> str:
+def mnist_digest(images: int) -> str:
     """sha256 of the weights trained on the first ``images`` training images."""
     params = load_params(ROOT / paths.PARAMS)
     data = load_digits(ROOT / paths.MNIST_DATA)
     pin_torch()
     net = train_network(data.x_train[:images], data.y_train[:images], params.mnist.train)
     return hashlib.sha256(b"".join(a.tobytes() for a in net.arrays().values())).hexdigest()
+
+
+def housing_digest() -> str:
+    """sha256 of every file the housing stages from ``split`` to ``evaluate`` write."""
+    params = str(ROOT / paths.PARAMS)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        train_npz, test_npz, model = out / "train.npz", out / "test.npz", out / "fp64.npz"
+        runs = [
+            split.main(["-q", "--params", params, "--data", str(ROOT / paths.RAW_DATA),
+                        "--train", str(train_npz), "--test", str(test_npz)]),
+            train.main(["-q", "--params", params, "--train", str(train_npz),
+                        "--estimator", str(out / "fp64.joblib"), "--out", str(model)]),
+            quantize.main(["-q", "--params", params, "--model", str(model),
+                           "--train", str(train_npz), "--out-dir", str(out / "quantized")]),
+            evaluate.main(["-q", "--params", params, "--test", str(test_npz), "--model",
+                           str(model), "--quantized-dir", str(out / "quantized"),
+                           "--eval-dir", str(out / "eval"), "--compare-json",
+                           str(out / "compare.json"), "--compare-md", str(out / "compare.md"),
+                           "--plots-dir", str(out / "plots")]),
+        ]  # fmt: skip
+        if any(runs):
+            raise SystemExit(f"error: a housing stage failed (exit statuses {runs})")
+        h = hashlib.sha256()
+        for path in sorted(p for p in out.rglob("*") if p.is_file()):
+            h.update(str(path.relative_to(out)).encode() + b"\0" + path.read_bytes())
+        return h.hexdigest()
+
+
+def digests(images: int) -> dict[str, str]:
+    """Both digests, by family."""
+    return {"mnist": mnist_digest(images), "housing": housing_digest()}
 
 
 def emulate(cpu: str, images: int) -> subprocess.Popen[str]:
@@ -69,20 +111,24 @@ def emulate(cpu: str, images: int) -> subprocess.Popen[str]:
     )
 
 
-def verdict(cpu: str, process: subprocess.Popen[str], mine: str) -> bool:
+def verdict(cpu: str, process: subprocess.Popen[str], mine: dict[str, str]) -> bool:
     """Wait for one emulated run, log how it compares with ``mine``; True if identical."""
     out, err = process.communicate()
     if process.returncode != 0:
         last = (err.strip().splitlines() or ["(no message)"])[-1]
-        log.error("  %-18s FAILED (exit %d): %s", cpu, process.returncode, last)
+        log.error("  %-12s FAILED (exit %d): %s", cpu, process.returncode, last)
         return False
     lines = out.strip().splitlines()
     if not lines:
-        log.error("  %-18s FAILED: printed no digest", cpu)
+        log.error("  %-12s FAILED: printed no digests", cpu)
         return False
-    theirs = lines[-1]
-    log.info("  %-18s %s", cpu, "identical" if theirs == mine else f"DIFFERENT: {theirs[:16]}")
-    return theirs == mine
+    theirs = json.loads(lines[-1])
+    parts = [
+        f"{name} {'identical' if theirs.get(name) == value else 'DIFFERENT'}"
+        for name, value in mine.items()
+    ]
+    log.info("  %-12s %s", cpu, ", ".join(parts))
+    return bool(theirs == mine)
 
 
 def main() -> int:
@@ -93,12 +139,18 @@ def main() -> int:
     if args.images < 1:
         p.error("--images must be at least 1")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    mine = digest(args.images)
-    print(mine)
+    logging.getLogger("quantpipe").setLevel(logging.WARNING)  # the stages' own progress
+    mine = digests(args.images)
+    print(json.dumps(mine), flush=True)
     if not args.cpus:
         return 0
     started = time.perf_counter()
-    log.info("weights of %d training images, this CPU: %s; under QEMU:", args.images, mine[:16])
+    log.info(
+        "this CPU: mnist %s (%d training images), housing %s; under QEMU:",
+        mine["mnist"][:12],
+        args.images,
+        mine["housing"][:12],
+    )
     same = []
     # as many emulators at once as this process may use CPUs (each runs one thread)
     width = len(os.sched_getaffinity(0))
