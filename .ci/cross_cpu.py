@@ -94,7 +94,7 @@ def digests(images: int) -> dict[str, str]:
 
 
 def emulate(cpu: str, images: int) -> subprocess.Popen[str]:
-    """Start this script under ``qemu-x86_64 -cpu cpu``; its last stdout line is the digest."""
+    """Start this script under ``qemu-x86_64 -cpu cpu``; its last stdout line: the digests."""
     qemu = shutil.which("qemu-x86_64")
     if qemu is None:
         raise SystemExit("error: qemu-x86_64 not found: apt-get install qemu-user")
