@@ -26,6 +26,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <stdint.h>
+#include <string.h>
 
 #ifdef __FAST_MATH__
 #error "_quantpipe_kernels needs IEEE arithmetic: build it without -ffast-math"
@@ -41,6 +42,65 @@
 
 /* Products of one row held on the stack; longer rows use a heap buffer. */
 #define STACK_TERMS 64
+
+/* -- instruction-set paths -------------------------------------------------------------- */
+
+/* The 8-feature loops (the linear models of California Housing's 8 features) also have
+ * versions for AVX2 and AVX-512F, compiled for them by target attributes in this one build
+ * and chosen when the module loads by what the CPU runs (__builtin_cpu_supports, which also
+ * asks the OS whether it saves the wider registers). A vector lane holds one row, never a
+ * part of one row's sum: each lane's instruction is the same correctly rounded IEEE operation
+ * on the same operands, in the same order, as the baseline's scalar one, so every path gives
+ * every row the same bits (tests/test_numerics.py and tests/test_quantization.py run each
+ * path this CPU has against the baseline; the cross-cpu check runs the baseline and AVX2
+ * under emulated CPUs). target("avx512f") also enables FMA, which -ffp-contract=off keeps
+ * unused. Batches under VECTOR_ROWS rows stay on the baseline: a 1-row request needs no
+ * wide registers (on some Intel CPUs their first use slows the core for a while). */
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#include <immintrin.h>
+#define HAVE_X86_PATHS 1
+#define TARGET_AVX2 __attribute__((target("avx2")))
+#define TARGET_AVX512 __attribute__((target("avx512f")))
+#endif
+enum { PATH_BASELINE, PATH_AVX2, PATH_AVX512, PATH_COUNT };
+static const char *const PATH_NAMES[PATH_COUNT] = {"baseline", "avx2", "avx512"};
+#define VECTOR_ROWS 32
+
+static int path_supported(int path) {
+#ifdef HAVE_X86_PATHS
+    __builtin_cpu_init();
+    if (path == PATH_AVX2) {
+        return __builtin_cpu_supports("avx2");
+    }
+    if (path == PATH_AVX512) {
+        return __builtin_cpu_supports("avx512f");
+    }
+#endif
+    return path == PATH_BASELINE;
+}
+
+/* The fastest path this CPU runs; set when the module loads. */
+static int fastest_path = PATH_BASELINE;
+
+/* The path named, or the fastest if name is NULL; -1 with ValueError if this CPU does not
+ * run it. */
+static int get_path(const char *name) {
+    if (name == NULL) {
+        return fastest_path;
+    }
+    for (int path = 0; path < PATH_COUNT; path++) {
+        if (strcmp(name, PATH_NAMES[path]) == 0) {
+            if (path_supported(path)) {
+                return path;
+            }
+            PyErr_Format(PyExc_ValueError, "this CPU does not run the %s path", name);
+            return -1;
+        }
+    }
+    PyErr_Format(PyExc_ValueError, "no kernel path is named '%s' (baseline, avx2, avx512)",
+                 name);
+    return -1;
+}
 
 /* -- arrays --------------------------------------------------------------------------- */
 
@@ -140,6 +200,154 @@ static double dot_rows8(const double *X, Py_ssize_t n, const double *w, double o
     return check + dot_span8(X, ahead, n, w, offset, out, 0);
 }
 
+#ifdef HAVE_X86_PATHS
+/* Outputs of at least this many rows (2 MB, past a core's L2 cache) are written by
+ * non-temporal stores, which skip the read of each output line that an ordinary store
+ * makes first: an eighth of the memory traffic of 8 features. (Measured on one thread,
+ * 10 M rows into one array: 500 M rows/s with ordinary stores, 554 to 575 M with these.)
+ * Smaller outputs stay in the cache for the caller, who reads them next. */
+#define STREAM_ROWS (1 << 18)
+
+/* The rows before out + rows is aligned to `bytes`, or -1 where out is not to be streamed
+ * (too few rows, or not even aligned to its doubles). */
+static Py_ssize_t stream_head(const double *out, Py_ssize_t n, size_t bytes) {
+    uintptr_t address = (uintptr_t)out;
+    if (n < STREAM_ROWS || address % sizeof(double) != 0) {
+        return -1;
+    }
+    return (Py_ssize_t)(((bytes - address % bytes) % bytes) / sizeof(double));
+}
+
+/* dot8's trees of four rows, their halves' products p_j (j < 4) in lo[i] and p_{j+4} in
+ * hi[i]: s_j = p_j + p_{j+4}, then (s0 + s2) + (s1 + s3), each row in a lane of its own. */
+TARGET_AVX2 static inline __m256d row_sums4(const __m256d lo[4], const __m256d hi[4]) {
+    __m256d s0 = _mm256_add_pd(lo[0], hi[0]), s1 = _mm256_add_pd(lo[1], hi[1]);
+    __m256d s2 = _mm256_add_pd(lo[2], hi[2]), s3 = _mm256_add_pd(lo[3], hi[3]);
+    /* [s0 s1] + [s2 s3] of rows 0 and 1, then of rows 2 and 3: [t0 t1] of each row */
+    __m256d t01 = _mm256_add_pd(_mm256_permute2f128_pd(s0, s1, 0x20),
+                                _mm256_permute2f128_pd(s0, s1, 0x31));
+    __m256d t23 = _mm256_add_pd(_mm256_permute2f128_pd(s2, s3, 0x20),
+                                _mm256_permute2f128_pd(s2, s3, 0x31));
+    /* t0 + t1 of rows 0, 2, 1, 3, put in order */
+    __m256d y = _mm256_add_pd(_mm256_unpacklo_pd(t01, t23), _mm256_unpackhi_pd(t01, t23));
+    return _mm256_permute4x64_pd(y, 0xD8);
+}
+
+/* dot_rows8 on AVX2, four rows at a time. */
+TARGET_AVX2 static double dot_rows8_avx2(const double *X, Py_ssize_t n, const double *w,
+                                         double offset, double *out) {
+    Py_ssize_t head = stream_head(out, n, 32), r = head > 0 ? head : 0;
+    double check = dot_span8(X, 0, r, w, offset, out, 0);
+    const __m256d wl = _mm256_loadu_pd(w), wh = _mm256_loadu_pd(w + 4);
+    const __m256d off = _mm256_set1_pd(offset), zero = _mm256_setzero_pd();
+    __m256d checks = zero;
+    for (; r + 4 <= n; r += 4) {
+        const double *x = X + 8 * r;
+        if (r + 4 + PREFETCH_ROWS <= n) {
+            for (int i = 0; i < 4; i++) {
+                PREFETCH(x + 8 * (PREFETCH_ROWS + i));
+            }
+        }
+        __m256d lo[4], hi[4];
+        for (int i = 0; i < 4; i++) {
+            lo[i] = _mm256_mul_pd(_mm256_loadu_pd(x + 8 * i), wl);
+            hi[i] = _mm256_mul_pd(_mm256_loadu_pd(x + 8 * i + 4), wh);
+        }
+        __m256d y = row_sums4(lo, hi);
+        y = offset != 0.0 ? _mm256_add_pd(y, off) : y;
+        checks = _mm256_add_pd(checks, _mm256_mul_pd(y, zero));
+        if (head >= 0) {
+            _mm256_stream_pd(out + r, y);
+        } else {
+            _mm256_storeu_pd(out + r, y);
+        }
+    }
+    if (head >= 0) {
+        _mm_sfence();
+    }
+    double lanes[4];
+    _mm256_storeu_pd(lanes, checks);
+    check = check + ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]));
+    return check + dot_span8(X, r, n, w, offset, out, 0);
+}
+
+/* dot8's trees of eight rows, row i's products in p[i]: the same sums as row_sums4. */
+TARGET_AVX512 static inline __m512d row_sums8(const __m512d p[8]) {
+    /* [p0..p3 of row a, of row b] + [p4..p7 of row a, of row b]: s_j of rows a and b */
+    __m512d s[4];
+    for (int i = 0; i < 4; i++) {
+        s[i] = _mm512_add_pd(_mm512_shuffle_f64x2(p[2 * i], p[2 * i + 1], 0x44),
+                             _mm512_shuffle_f64x2(p[2 * i], p[2 * i + 1], 0xEE));
+    }
+    /* [s0 s1] + [s2 s3] of four rows: t0 and t1 of each, then t0 + t1 of all eight */
+    const __m512i first = _mm512_set_epi64(13, 12, 9, 8, 5, 4, 1, 0);
+    const __m512i second = _mm512_set_epi64(15, 14, 11, 10, 7, 6, 3, 2);
+    __m512d t[2];
+    for (int i = 0; i < 2; i++) {
+        t[i] = _mm512_add_pd(_mm512_permutex2var_pd(s[2 * i], first, s[2 * i + 1]),
+                             _mm512_permutex2var_pd(s[2 * i], second, s[2 * i + 1]));
+    }
+    const __m512i even = _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odd = _mm512_set_epi64(15, 13, 11, 9, 7, 5, 3, 1);
+    return _mm512_add_pd(_mm512_permutex2var_pd(t[0], even, t[1]),
+                         _mm512_permutex2var_pd(t[0], odd, t[1]));
+}
+
+/* dot_rows8 on AVX-512F, eight rows at a time. */
+TARGET_AVX512 static double dot_rows8_avx512(const double *X, Py_ssize_t n, const double *w,
+                                             double offset, double *out) {
+    Py_ssize_t head = stream_head(out, n, 64), r = head > 0 ? head : 0;
+    double check = dot_span8(X, 0, r, w, offset, out, 0);
+    const __m512d W = _mm512_loadu_pd(w), off = _mm512_set1_pd(offset);
+    const __m512d zero = _mm512_setzero_pd();
+    __m512d checks = zero;
+    for (; r + 8 <= n; r += 8) {
+        const double *x = X + 8 * r;
+        if (r + 8 + PREFETCH_ROWS <= n) {
+            for (int i = 0; i < 8; i++) {
+                PREFETCH(x + 8 * (PREFETCH_ROWS + i));
+            }
+        }
+        __m512d p[8];
+        for (int i = 0; i < 8; i++) {
+            p[i] = _mm512_mul_pd(_mm512_loadu_pd(x + 8 * i), W);
+        }
+        __m512d y = row_sums8(p);
+        y = offset != 0.0 ? _mm512_add_pd(y, off) : y;
+        checks = _mm512_add_pd(checks, _mm512_mul_pd(y, zero));
+        if (head >= 0) {
+            _mm512_stream_pd(out + r, y);
+        } else {
+            _mm512_storeu_pd(out + r, y);
+        }
+    }
+    if (head >= 0) {
+        _mm_sfence();
+    }
+    double lanes[8];
+    _mm512_storeu_pd(lanes, checks);
+    for (int i = 0; i < 8; i++) {
+        check = check + lanes[i];
+    }
+    return check + dot_span8(X, r, n, w, offset, out, 0);
+}
+#endif
+
+/* dot_rows8 by the path given (see get_path). */
+static double dot_rows8_by(int path, const double *X, Py_ssize_t n, const double *w,
+                           double offset, double *out) {
+#ifdef HAVE_X86_PATHS
+    if (n >= VECTOR_ROWS && path == PATH_AVX512) {
+        return dot_rows8_avx512(X, n, w, offset, out);
+    }
+    if (n >= VECTOR_ROWS && path == PATH_AVX2) {
+        return dot_rows8_avx2(X, n, w, offset, out);
+    }
+#endif
+    (void)path;
+    return dot_rows8(X, n, w, offset, out);
+}
+
 static double dot_rows(const double *X, Py_ssize_t n, Py_ssize_t k, const double *w,
                        double offset, double *out, double *p) {
     double check = 0.0;
@@ -169,7 +377,13 @@ static Py_ssize_t first_nonfinite(const double *out, Py_ssize_t n) {
 static PyObject *row_dot(PyObject *Py_UNUSED(module), PyObject *args) {
     PyObject *X_obj, *w_obj, *out_obj;
     double offset;
-    if (!PyArg_ParseTuple(args, "OOOd:row_dot", &X_obj, &w_obj, &out_obj, &offset)) {
+    const char *path_name = NULL;
+    if (!PyArg_ParseTuple(args, "OOOd|z:row_dot", &X_obj, &w_obj, &out_obj, &offset,
+                          &path_name)) {
+        return NULL;
+    }
+    int path = get_path(path_name);
+    if (path < 0) {
         return NULL;
     }
     Py_buffer X, w, out;
@@ -203,7 +417,7 @@ static PyObject *row_dot(PyObject *Py_UNUSED(module), PyObject *args) {
     Py_BEGIN_ALLOW_THREADS;
     double check = 0.0;
     if (k == 8) {
-        check = dot_rows8(X.buf, n, w.buf, offset, out.buf);
+        check = dot_rows8_by(path, X.buf, n, w.buf, offset, out.buf);
     } else if (k == 0) {
         for (Py_ssize_t r = 0; r < n; r++) {
             ((double *)out.buf)[r] = offset;
@@ -467,13 +681,128 @@ static Py_ssize_t integer_rows8(const double *x, Py_ssize_t n, const Coding *c, 
 }
 #endif
 
-/* An IntegerLinear's predictions of n rows into y; stops at the first row that *s records. */
+
+#ifdef HAVE_X86_PATHS
+/* integer_rows8 on AVX2: a row's 8 features in two vectors of 4, its codes' products summed
+ * by row_sums4 (exact in any order), four rows at a time; rows in fours, returns the rows
+ * done (n rounded down to a multiple of 4, or fewer if *s recorded one). */
+TARGET_AVX2 static Py_ssize_t integer_rows8_avx2(const double *x, Py_ssize_t n,
+                                                 const Coding *c, double bias,
+                                                 double output_scale, double *y, Status *s) {
+    const double *lo = c->lo.buf, *scale = c->scale.buf;
+    const __m256d L[2] = {_mm256_loadu_pd(lo), _mm256_loadu_pd(lo + 4)};
+    const __m256d S[2] = {_mm256_loadu_pd(scale), _mm256_loadu_pd(scale + 4)};
+    const __m256d W[2] = {_mm256_loadu_pd(c->w), _mm256_loadu_pd(c->w + 4)};
+    const __m256d zero = _mm256_setzero_pd(), levels = _mm256_set1_pd(c->levels);
+    const __m256d rounder = _mm256_set1_pd(ROUNDER), offset = _mm256_set1_pd(bias);
+    const __m256d rescale = _mm256_set1_pd(output_scale);
+    Py_ssize_t rows = n - n % 4;
+    for (Py_ssize_t start = 0; start < rows; start += CHECK_ROWS) {
+        Py_ssize_t stop = rows - start < CHECK_ROWS ? rows : start + CHECK_ROWS;
+        __m256d nan = zero, low = offset, high = offset;
+        for (Py_ssize_t r = start; r < stop; r += 4) {
+            const double *row = x + 8 * r;
+            if (r + 4 + INTEGER_PREFETCH_ROWS <= n) {
+                for (int i = 0; i < 4; i++) {
+                    PREFETCH(row + 8 * (INTEGER_PREFETCH_ROWS + i));
+                }
+            }
+            __m256d p[2][4];
+            for (int i = 0; i < 4; i++) {
+                for (int h = 0; h < 2; h++) {
+                    __m256d t = _mm256_sub_pd(_mm256_loadu_pd(row + 8 * i + 4 * h), L[h]);
+                    t = _mm256_div_pd(t, S[h]);
+                    nan = _mm256_or_pd(nan, _mm256_cmp_pd(t, t, _CMP_UNORD_Q));
+                    __m256d q = _mm256_min_pd(_mm256_max_pd(t, zero), levels);
+                    q = _mm256_sub_pd(_mm256_add_pd(q, rounder), rounder);
+                    p[h][i] = _mm256_mul_pd(q, W[h]);
+                }
+            }
+            __m256d acc = _mm256_add_pd(row_sums4(p[0], p[1]), offset);
+            low = _mm256_min_pd(low, acc);
+            high = _mm256_max_pd(high, acc);
+            _mm256_storeu_pd(y + r, _mm256_mul_pd(rescale, acc));
+        }
+        double lows[4], highs[4];
+        _mm256_storeu_pd(lows, low);
+        _mm256_storeu_pd(highs, high);
+        int bad = _mm256_movemask_pd(nan);
+        for (int i = 0; i < 4; i++) {
+            bad |= lows[i] < INT32_MIN || highs[i] > INT32_MAX;
+        }
+        if (bad) {
+            return first_bad_row(x, start, stop, c, bias, s);
+        }
+    }
+    return rows;
+}
+
+/* integer_rows8 on AVX-512F: a row's 8 features in one vector, eight rows at a time; rows in
+ * eights, returns the rows done (n rounded down to a multiple of 8, or fewer if *s recorded
+ * one). */
+TARGET_AVX512 static Py_ssize_t integer_rows8_avx512(const double *x, Py_ssize_t n,
+                                                     const Coding *c, double bias,
+                                                     double output_scale, double *y,
+                                                     Status *s) {
+    const __m512d L = _mm512_loadu_pd(c->lo.buf), S = _mm512_loadu_pd(c->scale.buf);
+    const __m512d W = _mm512_loadu_pd(c->w);
+    const __m512d zero = _mm512_setzero_pd(), levels = _mm512_set1_pd(c->levels);
+    const __m512d rounder = _mm512_set1_pd(ROUNDER), offset = _mm512_set1_pd(bias);
+    const __m512d rescale = _mm512_set1_pd(output_scale);
+    Py_ssize_t rows = n - n % 8;
+    for (Py_ssize_t start = 0; start < rows; start += CHECK_ROWS) {
+        Py_ssize_t stop = rows - start < CHECK_ROWS ? rows : start + CHECK_ROWS;
+        __mmask8 nan = 0;
+        __m512d low = offset, high = offset;
+        for (Py_ssize_t r = start; r < stop; r += 8) {
+            const double *row = x + 8 * r;
+            if (r + 8 + INTEGER_PREFETCH_ROWS <= n) {
+                for (int i = 0; i < 8; i++) {
+                    PREFETCH(row + 8 * (INTEGER_PREFETCH_ROWS + i));
+                }
+            }
+            __m512d p[8];
+            for (int i = 0; i < 8; i++) {
+                __m512d t = _mm512_div_pd(_mm512_sub_pd(_mm512_loadu_pd(row + 8 * i), L), S);
+                nan |= _mm512_cmp_pd_mask(t, t, _CMP_UNORD_Q);
+                __m512d q = _mm512_min_pd(_mm512_max_pd(t, zero), levels);
+                q = _mm512_sub_pd(_mm512_add_pd(q, rounder), rounder);
+                p[i] = _mm512_mul_pd(q, W);
+            }
+            __m512d acc = _mm512_add_pd(row_sums8(p), offset);
+            low = _mm512_min_pd(low, acc);
+            high = _mm512_max_pd(high, acc);
+            _mm512_storeu_pd(y + r, _mm512_mul_pd(rescale, acc));
+        }
+        if (nan || _mm512_reduce_min_pd(low) < INT32_MIN ||
+            _mm512_reduce_max_pd(high) > INT32_MAX) {
+            return first_bad_row(x, start, stop, c, bias, s);
+        }
+    }
+    return rows;
+}
+#endif
+
+/* An IntegerLinear's predictions of n rows into y, by the path given (see get_path); stops
+ * at the first row that *s records. */
 static void integer_rows(const double *x, Py_ssize_t n, const Coding *c, double bias,
-                         double output_scale, double *y, Status *s) {
+                         double output_scale, double *y, Status *s, int path) {
     Py_ssize_t r = 0;
+#ifdef HAVE_X86_PATHS
+    if (c->k == 8 && n >= VECTOR_ROWS && path == PATH_AVX512) {
+        r = integer_rows8_avx512(x, n, c, bias, output_scale, y, s);
+    } else if (c->k == 8 && n >= VECTOR_ROWS && path == PATH_AVX2) {
+        r = integer_rows8_avx2(x, n, c, bias, output_scale, y, s);
+    }
+#endif
+    (void)path;
 #ifdef HAVE_SSE2
-    if (c->k == 8) {
-        r = integer_rows8(x, n, c, bias, output_scale, y, s);
+    if (c->k == 8 && !s->nan && !s->overflow) { /* the rows left, in pairs */
+        Py_ssize_t done = integer_rows8(x + 8 * r, n - r, c, bias, output_scale, y + r, s);
+        if (s->nan || s->overflow) {
+            s->row += r;
+        }
+        r += done;
     }
 #endif
     for (; r < n && !s->nan && !s->overflow; r++) {
@@ -500,8 +829,13 @@ static PyObject *integer_predict(PyObject *Py_UNUSED(module), PyObject *args) {
     int bits;
     long long bias;
     double output_scale;
-    if (!PyArg_ParseTuple(args, "OOOOiLdO:integer_predict", &X_obj, &lo_obj, &scale_obj,
-                          &w_obj, &bits, &bias, &output_scale, &out_obj)) {
+    const char *path_name = NULL;
+    if (!PyArg_ParseTuple(args, "OOOOiLdO|z:integer_predict", &X_obj, &lo_obj, &scale_obj,
+                          &w_obj, &bits, &bias, &output_scale, &out_obj, &path_name)) {
+        return NULL;
+    }
+    int path = get_path(path_name);
+    if (path < 0) {
         return NULL;
     }
     if (bias > INT32_MAX || bias < INT32_MIN) {
@@ -533,7 +867,7 @@ static PyObject *integer_predict(PyObject *Py_UNUSED(module), PyObject *args) {
     }
     Status s = {0, 0, 0};
     Py_BEGIN_ALLOW_THREADS;
-    integer_rows(X.buf, n, &c, (double)bias, output_scale, out.buf, &s);
+    integer_rows(X.buf, n, &c, (double)bias, output_scale, out.buf, &s, path);
     Py_END_ALLOW_THREADS;
     if (s.nan || s.overflow) {
         raise_status(&s);
@@ -826,12 +1160,13 @@ static PyObject *csv_floats(PyObject *Py_UNUSED(module), PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"row_dot", row_dot, METH_VARARGS,
-     "row_dot(X, w, out, offset): out[i] = tree sum of X[i, j] * w[j], plus offset if it "
-     "is not zero (see quantpipe.numerics.row_dot); returns the first i whose out[i] is "
-     "not finite, or -1."},
+     "row_dot(X, w, out, offset, path=None): out[i] = tree sum of X[i, j] * w[j], plus "
+     "offset if it is not zero (see quantpipe.numerics.row_dot), by the kernel path named "
+     "(one of PATHS; None: PATH); returns the first i whose out[i] is not finite, or -1."},
     {"integer_predict", integer_predict, METH_VARARGS,
      "integer_predict(X, input_lo, input_scale, weight_codes, bits, bias_code, "
-     "output_scale, out): an IntegerLinear's predictions into out."},
+     "output_scale, out, path=None): an IntegerLinear's predictions into out, by the "
+     "kernel path named (one of PATHS; None: PATH)."},
     {"input_codes", input_codes, METH_VARARGS,
      "input_codes(X, input_lo, input_scale, weight_codes, bits, codes, saturated): an "
      "IntegerLinear's input codes and saturated rows into codes and saturated."},
@@ -857,10 +1192,41 @@ static struct PyModuleDef module = {
 #define KERNELS_FLAGS ""
 #endif
 
+/* PATHS: the names of the kernel paths this CPU runs, slowest first; PATH: the fastest. */
+static PyObject *supported_paths(void) {
+    PyObject *paths = PyList_New(0);
+    for (int path = 0; paths != NULL && path < PATH_COUNT; path++) {
+        if (path_supported(path)) {
+            fastest_path = path;
+            PyObject *name = PyUnicode_FromString(PATH_NAMES[path]);
+            if (name == NULL || PyList_Append(paths, name) != 0) {
+                Py_XDECREF(name);
+                Py_CLEAR(paths);
+                break;
+            }
+            Py_DECREF(name);
+        }
+    }
+    if (paths == NULL) {
+        return NULL;
+    }
+    PyObject *names = PyList_AsTuple(paths);
+    Py_DECREF(paths);
+    return names;
+}
+
 PyMODINIT_FUNC PyInit__quantpipe_kernels(void) {
     PyObject *m = PyModule_Create(&module);
-    if (m != NULL && (PyModule_AddStringConstant(m, "SOURCE_SHA256", KERNELS_SOURCE_SHA256) != 0 ||
-                      PyModule_AddStringConstant(m, "FLAGS", KERNELS_FLAGS) != 0)) {
+    if (m == NULL) {
+        return NULL;
+    }
+    PyObject *paths = supported_paths();
+    int failed = paths == NULL || PyModule_AddObjectRef(m, "PATHS", paths) != 0 ||
+                 PyModule_AddStringConstant(m, "PATH", PATH_NAMES[fastest_path]) != 0 ||
+                 PyModule_AddStringConstant(m, "SOURCE_SHA256", KERNELS_SOURCE_SHA256) != 0 ||
+                 PyModule_AddStringConstant(m, "FLAGS", KERNELS_FLAGS) != 0;
+    Py_XDECREF(paths);
+    if (failed) {
         Py_DECREF(m);
         return NULL;
     }

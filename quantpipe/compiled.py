@@ -19,9 +19,11 @@ Arrays must be C-contiguous, of the dtypes named; the kernels check, and raise V
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -62,13 +64,50 @@ def kernels() -> ModuleType:
     return module
 
 
+#: Every kernel path the C source has, slowest first: the baseline (every CPU of the
+#: platform), and on x86-64 the 8-feature loops in AVX2 and in AVX-512F registers.
+PATHS = ("baseline", "avx2", "avx512")
+_forced: str | None = None  # the path kernel_path() set, if any
+
+
+def paths() -> tuple[str, ...]:
+    """The kernel paths this CPU runs, slowest first (of :data:`PATHS`).
+
+    Every path gives every row the same bits; the fastest runs unless :func:`kernel_path`
+    names another.
+    """
+    return tuple(kernels().PATHS)
+
+
+@contextlib.contextmanager
+def kernel_path(name: str) -> Iterator[None]:
+    """Run every kernel call inside the block, in every thread, by the path named.
+
+    For tests and benchmarks, which compare the paths: they give the same bits, so nothing
+    else needs one.
+
+    Raises
+    ------
+    ValueError
+        If this CPU does not run that path.
+    """
+    global _forced
+    if name not in paths():
+        raise ValueError(f"this CPU does not run the {name!r} kernel path; it runs {paths()}")
+    before, _forced = _forced, name
+    try:
+        yield
+    finally:
+        _forced = before
+
+
 def row_dot(X: np.ndarray, w: np.ndarray, out: np.ndarray, offset: float) -> int:
     """``out[i]`` = row ``i``'s fixed-order dot product, plus ``offset`` unless it is 0.
 
     ``X`` float64 (n, k), ``w`` float64 (k,), ``out`` float64 (n,), written. Returns the
     first row whose result is not finite, or -1.
     """
-    return int(kernels().row_dot(X, w, out, offset))
+    return int(kernels().row_dot(X, w, out, offset, _forced))
 
 
 def integer_predict(
@@ -86,7 +125,7 @@ def integer_predict(
     ``weight_codes`` int64 (k,), ``input_lo`` and ``input_scale`` float64 (k,).
     """
     kernels().integer_predict(
-        X, input_lo, input_scale, weight_codes, bits, bias_code, output_scale, out
+        X, input_lo, input_scale, weight_codes, bits, bias_code, output_scale, out, _forced
     )
 
 

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from numpy.testing import assert_allclose, assert_array_equal
 
-from quantpipe import exact, numerics
+from quantpipe import compiled, exact, numerics
+from tests.kernel_paths import EACH_PATH
 
 finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False, width=64)
 
@@ -115,22 +116,85 @@ def test_tree_sum_order_known_answers():
     assert numerics.tree_sum_order(8) == eight
 
 
+@EACH_PATH
 @settings(max_examples=50)
 @given(
-    st.integers(1, 9).flatmap(
+    st.sampled_from([1, 7, 8, 9]).flatmap(
         lambda k: st.tuples(
-            arrays(np.float64, st.tuples(st.integers(1, 30), st.just(k)), elements=finite),
+            arrays(np.float64, st.tuples(st.integers(1, 80), st.just(k)), elements=finite),
             arrays(np.float64, (k,), elements=finite),
         )
     )
 )
-def test_row_dot_is_in_its_documented_order_and_batch_invariant(case):
+def test_row_dot_is_in_its_documented_order_and_batch_invariant(path, case):
+    # from 32 rows of 8 features the vector paths run, below it the baseline's loop
     X, w = case
-    out = numerics.row_dot(X, w, np.empty(X.shape[0]))
-    assert out.tolist() == [_reference_dot(r, w.tolist()) for r in X.tolist()]
-    for i in range(X.shape[0]):
-        alone = numerics.row_dot(X[i : i + 1], w, np.empty(1))
-        assert alone[0] == out[i]
+    with compiled.kernel_path(path):
+        out = numerics.row_dot(X, w, np.empty(X.shape[0]))
+        assert out.tolist() == [_reference_dot(r, w.tolist()) for r in X.tolist()]
+        for i in range(X.shape[0]):
+            alone = numerics.row_dot(X[i : i + 1], w, np.empty(1))
+            assert alone[0] == out[i]
+
+
+special = st.sampled_from([0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, -2.2e-308, 1e308])
+
+
+@EACH_PATH
+@settings(max_examples=40, deadline=None)
+@given(
+    X=arrays(
+        np.float64,
+        st.tuples(st.integers(0, 300), st.just(8)),
+        elements=st.one_of(finite, special, st.floats(width=64)),
+    ),
+    w=arrays(np.float64, (8,), elements=st.one_of(finite, special)),
+    offset=st.one_of(st.just(0.0), finite),
+    start=st.integers(0, 3),
+)
+def test_every_kernel_path_gives_the_baseline_bits(path, X, w, offset, start):
+    # signed zeros, overflow to infinity, subnormals and NaNs included; the output starts at
+    # an offset into its array (the vector paths' stores are unaligned)
+    n = X.shape[0]
+    expected, got = np.empty(n + start), np.empty(n + start)
+    with compiled.kernel_path("baseline"):
+        expected_bad = numerics.row_dot_checked(X, w, expected[start:], offset)
+    with compiled.kernel_path(path):
+        got_bad = numerics.row_dot_checked(X, w, got[start:], offset)
+    assert got_bad == expected_bad
+    assert _bits(got[start:]) == _bits(expected[start:])
+
+
+def _bits(values: np.ndarray) -> list[int]:
+    """Each value's bits, every NaN as one: C leaves a NaN's sign and payload to the
+    compiler (it may swap the operands of a + b), and every prediction refuses a NaN."""
+    return np.where(np.isnan(values), np.nan, values).view(np.uint64).tolist()
+
+
+@EACH_PATH
+def test_a_long_output_streamed_past_the_cache_has_the_baseline_bits(path):
+    # from 2**18 rows the vector paths write with non-temporal stores, from an aligned row
+    n = 2**18 + 13
+    rng = np.random.default_rng(7)
+    X, w = rng.normal(size=(n, 8)) * 100, rng.normal(size=8)
+    X[n - 5, 3] = np.inf
+    expected, got = np.empty(n + 1), np.empty(n + 1)
+    with compiled.kernel_path("baseline"):
+        assert numerics.row_dot_checked(X, w, expected[1:], 0.5) == n - 5
+    with compiled.kernel_path(path):
+        assert numerics.row_dot_checked(X, w, got[1:], 0.5) == n - 5
+    assert _bits(got[1:]) == _bits(expected[1:])
+
+
+def test_kernel_paths_are_the_sources_own_and_refused_when_unknown():
+    assert compiled.paths()[0] == "baseline"
+    assert set(compiled.paths()) <= set(compiled.PATHS)
+    assert compiled.paths()[-1] == compiled.kernels().PATH
+    with pytest.raises(ValueError, match=r"this CPU does not run the 'avx1024' kernel path"):
+        compiled.kernel_path("avx1024").__enter__()
+    X, w, out = np.ones((40, 8)), np.ones(8), np.empty(40)
+    with pytest.raises(ValueError, match=r"no kernel path is named 'avx1024' \(baseline, "):
+        compiled.kernels().row_dot(X, w, out, 0.0, "avx1024")
 
 
 @settings(max_examples=50)
@@ -160,15 +224,17 @@ def test_row_dot_past_the_prefetched_rows_and_of_no_features():
     assert numerics.row_dot(np.ones((2, 0)), np.ones(0), np.ones(2), 1.5).tolist() == [1.5] * 2
 
 
-def test_row_dot_does_not_fuse_a_multiply_and_an_add():
+@EACH_PATH
+def test_row_dot_does_not_fuse_a_multiply_and_an_add(path):
     # x * x = 1 + 2**-29 + 2**-60 rounds to 1 + 2**-29; adding -(1 + 2**-29) gives 0.0, but
-    # a fused multiply-add (one rounding) would give 2**-60
+    # a fused multiply-add (one rounding) would give 2**-60; 40 rows reach the vector paths
     x = 1.0 + 2.0**-30
-    X = np.zeros((3, 8))
+    X = np.zeros((40, 8))
     X[:, 0], X[:, 4] = x, -(1.0 + 2.0**-29)
     w = np.zeros(8)
     w[0], w[4] = x, 1.0
-    assert numerics.row_dot(X, w, np.empty(3)).tolist() == [0.0, 0.0, 0.0]
+    with compiled.kernel_path(path):
+        assert numerics.row_dot(X, w, np.empty(40)).tolist() == [0.0] * 40
     X9, w9 = np.zeros((3, 9)), np.zeros(9)  # the general loop, too
     X9[:, 0], X9[:, 4], w9[0], w9[4] = x, -(1.0 + 2.0**-29), x, 1.0
     assert numerics.row_dot(X9, w9, np.empty(3)).tolist() == [0.0, 0.0, 0.0]

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
+from quantpipe import compiled
 from quantpipe.quant.casts import cast_values, from_bfloat16_bits, to_bfloat16_bits
 from quantpipe.quant.codes import (
     code_dtype,
@@ -20,6 +21,7 @@ from quantpipe.quant.codes import (
 from quantpipe.quant.integer import IntegerLinear, calibrate_inputs, quantize_integer
 from quantpipe.quant.linear import feature_stats, predict, quantize_linear
 from quantpipe.quant.rounding import quantize_data_aware
+from tests.kernel_paths import EACH_PATH
 
 BITS = st.integers(min_value=2, max_value=16)
 MAGNITUDES = st.one_of(
@@ -463,6 +465,7 @@ def _reference_integer(model: IntegerLinear, X: np.ndarray) -> tuple[np.ndarray,
     return model.output_scale * acc.astype(np.float64), xq, saturated
 
 
+@EACH_PATH
 @settings(max_examples=60, deadline=None)
 @given(
     k=st.sampled_from([8, 3, 9]),
@@ -470,9 +473,10 @@ def _reference_integer(model: IntegerLinear, X: np.ndarray) -> tuple[np.ndarray,
     n=st.integers(1, 200),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_integer_inference_is_its_documented_arithmetic(k, bits, n, seed):
-    # k = 8 takes the SSE2 loop (rows in pairs, checked per block of 64), others the scalar
-    # one; inputs straddle the range, with exact ties of rint and infinities
+def test_integer_inference_is_its_documented_arithmetic(path, k, bits, n, seed):
+    # k = 8 takes the vector loops (from 32 rows: AVX-512 in eights, AVX2 in fours; then
+    # SSE2 in pairs, checked per block of 64), others the scalar one; inputs straddle the
+    # range, with exact ties of rint and infinities
     model, rng = _integer_model(k, bits, seed % 1000), np.random.default_rng(seed)
     t = rng.uniform(-3, 2**bits + 2, size=(n, k))
     ties = rng.random((n, k)) < 0.3
@@ -481,24 +485,28 @@ def test_integer_inference_is_its_documented_arithmetic(k, bits, n, seed):
     X[rng.random((n, k)) < 0.01] = np.inf
     X[rng.random((n, k)) < 0.01] = -np.inf
     y, xq, saturated = _reference_integer(model, X)
-    assert model.predict(X).tolist() == y.tolist()
+    with compiled.kernel_path(path):
+        assert model.predict(X).tolist() == y.tolist()
     got_codes, got_saturated = model.input_codes(X)
     assert_array_equal(got_codes, xq)
     assert_array_equal(got_saturated, saturated)
 
 
-@pytest.mark.parametrize(("k", "row"), [(8, 0), (8, 130), (8, 199), (3, 77)])
-def test_integer_inference_refuses_a_nan_naming_its_row(k, row):
+@EACH_PATH
+@pytest.mark.parametrize(("k", "row"), [(8, 0), (8, 130), (8, 199), (8, 201), (8, 202), (3, 77)])
+def test_integer_inference_refuses_a_nan_naming_its_row(path, k, row):
+    # of 203 rows, AVX-512 takes 200, AVX2 200, SSE2 the next two and the scalar loop the last
     model = _integer_model(k)
-    X = np.tile(model.input_lo, (200, 1))
+    X = np.tile(model.input_lo, (203, 1))
     X[row, k - 1] = np.nan
-    with pytest.raises(ValueError, match=f"row {row} has a NaN input"):
+    with compiled.kernel_path(path), pytest.raises(ValueError, match=f"row {row} has a NaN input"):
         model.predict(X)
     with pytest.raises(ValueError, match=f"row {row} has a NaN input"):
         model.input_codes(X)
 
 
-def test_integer_overflow_in_the_vector_loop_names_its_row():
+@EACH_PATH
+def test_integer_overflow_in_the_vector_loop_names_its_row(path):
     model = IntegerLinear(
         weight_codes=np.full(8, 127, dtype=np.int8),
         output_scale=1.0,
@@ -508,19 +516,24 @@ def test_integer_overflow_in_the_vector_loop_names_its_row():
         bits=8,
     )
     X = np.full((300, 8), 255.0)
-    assert model.predict(X).tolist() == [2.0**31 - 1] * 300
     low = IntegerLinear(**{**model.__dict__, "bias_code": -(2**31)})
-    assert low.predict(np.zeros((3, 8))).tolist() == [-(2.0**31)] * 3
     high = IntegerLinear(**{**model.__dict__, "bias_code": 2**31 - 255 * 127 * 8})
-    X[:201] = 0.0
-    with pytest.raises(OverflowError, match=r"left the int32 range \(row 201\)"):
-        high.predict(X)
     below = IntegerLinear(**{**model.__dict__, "weight_codes": -model.weight_codes})
     below = IntegerLinear(**{**below.__dict__, "bias_code": -(2**31) + 255 * 127 * 8 - 1})
-    X[:] = 254.0
-    X[150] = 255.0
-    with pytest.raises(OverflowError, match=r"left the int32 range \(row 150\)"):
-        below.predict(X)
+    with compiled.kernel_path(path):
+        assert model.predict(X).tolist() == [2.0**31 - 1] * 300
+        assert low.predict(np.zeros((40, 8))).tolist() == [-(2.0**31)] * 40
+        X[:201] = 0.0
+        with pytest.raises(OverflowError, match=r"left the int32 range \(row 201\)"):
+            high.predict(X)
+        X[:] = 254.0
+        X[150] = 255.0
+        with pytest.raises(OverflowError, match=r"left the int32 range \(row 150\)"):
+            below.predict(X)
+        X[150] = 254.0
+        X[298] = 255.0  # past AVX-512's 296 rows and AVX2's 300: SSE2's pairs, or AVX2's
+        with pytest.raises(OverflowError, match=r"left the int32 range \(row 298\)"):
+            below.predict(X)
 
 
 def test_integer_kernel_errors():
