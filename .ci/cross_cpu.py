@@ -19,6 +19,13 @@ caches) is the model's, and fails unless every digest is this machine's:
     python .ci/cross_cpu.py                                                # this CPU's
     python .ci/cross_cpu.py --cpus Haswell EPYC-Rome SandyBridge Nehalem  # and under QEMU
 
+OpenBLAS is told which of its kernels the emulated CPU runs (``OPENBLAS_CORETYPE``, from
+:data:`OPENBLAS_CORES`): its own choice reads more than CPUID, and under QEMU on an AMD Zen 5
+host (2026-12-02) it took its Haswell kernel for every model here, which crashed on
+Nehalem's first AVX instruction (numpy's import-time check) and ran AVX2 that SandyBridge
+lacks. The kernels of ``quantpipe/_kernels.c`` choose their path by CPUID alone: the check
+logs which one each CPU ran.
+
 Emulation is slow (about 1 s a batch of 32 images, 20 s for the housing stages), so a few
 hundred images: a difference in the last bit of one step shows within three steps, and
 every later step compounds it.
@@ -43,13 +50,21 @@ ROOT = Path(__file__).resolve().parent.parent
 # the check runs the stage's code: from this checkout, whatever is installed
 sys.path.insert(0, str(ROOT))
 
-from quantpipe import paths  # noqa: E402
+from quantpipe import compiled, paths  # noqa: E402
 from quantpipe.mnist.data import load_digits  # noqa: E402
 from quantpipe.mnist.training import pin_torch, train_network  # noqa: E402
 from quantpipe.params import load_params  # noqa: E402
 from stages import evaluate, quantize, split, train  # noqa: E402
 
 log = logging.getLogger("cross_cpu")
+PATH_KEY = "kernel path"  # which of quantpipe.compiled.PATHS the CPU ran
+#: The QEMU CPU models this check knows, and the OpenBLAS kernel each runs.
+OPENBLAS_CORES = {
+    "Haswell": "Haswell",
+    "EPYC-Rome": "Zen",
+    "SandyBridge": "Sandybridge",
+    "Nehalem": "Nehalem",
+}
 
 
 def mnist_digest(images: int) -> str:
@@ -100,7 +115,11 @@ def emulate(cpu: str, images: int) -> subprocess.Popen[str]:
         raise SystemExit("error: qemu-x86_64 not found: apt-get install qemu-user")
     # the emulated process runs the real interpreter binary (not a venv's symlink), so it
     # is told where this environment's packages are
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([*site.getsitepackages(), str(ROOT)]))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([*site.getsitepackages(), str(ROOT)]),
+        OPENBLAS_CORETYPE=OPENBLAS_CORES[cpu],
+    )
     command = [qemu, "-cpu", cpu, os.path.realpath(sys.executable), __file__]
     return subprocess.Popen(
         [*command, "--images", str(images)],
@@ -127,29 +146,38 @@ def verdict(cpu: str, process: subprocess.Popen[str], mine: dict[str, str]) -> b
         f"{name} {'identical' if theirs.get(name) == value else 'DIFFERENT'}"
         for name, value in mine.items()
     ]
-    log.info("  %-12s %s", cpu, ", ".join(parts))
-    return bool(theirs == mine)
+    log.info("  %-12s %s (kernel path %s)", cpu, ", ".join(parts), theirs.get(PATH_KEY))
+    return all(theirs.get(name) == value for name, value in mine.items())
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--images", type=int, default=320, help="training images (default 320)")
-    p.add_argument("--cpus", nargs="*", default=[], help="QEMU CPU models to compare with")
+    p.add_argument(
+        "--cpus",
+        nargs="*",
+        default=[],
+        choices=sorted(OPENBLAS_CORES),
+        metavar="CPU",
+        help=f"QEMU CPU models to compare with: {', '.join(OPENBLAS_CORES)}",
+    )
     args = p.parse_args()
     if args.images < 1:
         p.error("--images must be at least 1")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("quantpipe").setLevel(logging.WARNING)  # the stages' own progress
     mine = digests(args.images)
-    print(json.dumps(mine), flush=True)
+    path = compiled.paths()[-1]  # the kernels' path here: printed, not compared
+    print(json.dumps({**mine, PATH_KEY: path}), flush=True)
     if not args.cpus:
         return 0
     started = time.perf_counter()
     log.info(
-        "this CPU: mnist %s (%d training images), housing %s; under QEMU:",
+        "this CPU: mnist %s (%d training images), housing %s (kernel path %s); under QEMU:",
         mine["mnist"][:12],
         args.images,
         mine["housing"][:12],
+        path,
     )
     same = []
     # as many emulators at once as this process may use CPUs (each runs one thread)
