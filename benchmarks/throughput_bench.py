@@ -36,6 +36,7 @@ from collections.abc import Callable
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from quantpipe import compiled
 from quantpipe.compiled import integer_predict
 from quantpipe.numerics import row_dot, tree_sum_order
 from quantpipe.quant.integer import IntegerLinear
@@ -113,7 +114,10 @@ def main() -> None:
 
     read_bw, copy_bw, floor = memory(X)
     limit = max(read_bw, copy_bw) / BYTES_PER_ROW
-    print(f"{n:,} rows x 8 float64 ({X.nbytes / 1e9:.2f} GB), {cores} cores")
+    print(
+        f"{n:,} rows x 8 float64 ({X.nbytes / 1e9:.2f} GB), {cores} cores; kernel paths "
+        f"{', '.join(compiled.paths())}, predict by {compiled.paths()[-1]}"
+    )
     print(
         f"memory: read {read_bw / 1e9:.1f} GB/s, copy {copy_bw / 1e9:.1f} GB/s (read + write); "
         f"bandwidth limit at {max(read_bw, copy_bw) / 1e9:.1f} GB/s and {BYTES_PER_ROW} B/row: "
@@ -132,8 +136,11 @@ def main() -> None:
     paths: dict[str, Callable[[], object]] = {
         "numpy X @ w + b (OpenBLAS gemv), 1 thread": gemv_one_thread,
         f"numpy X @ w + b (OpenBLAS gemv), its default {cores} threads": lambda: X @ w + b,
-        "quantpipe row_dot into a preallocated out, 1 thread": lambda: row_dot(X, w, out, b),
     }
+    for path in compiled.paths():  # the compiled loop by each instruction-set path
+        paths[f"quantpipe row_dot into a preallocated out, 1 thread, {path}"] = on_path(
+            path, lambda: row_dot(X, w, out, b)
+        )
     for name in LINEAR_VARIANTS:
         model = registry.get(name)
         paths[f"quantpipe {name}, 1 thread"] = lambda model=model: model.predict(X)
@@ -143,9 +150,13 @@ def main() -> None:
     # on every call, are the difference between the two rows)
     lo, scale = np.asarray(q8i.input_lo, np.float64), np.asarray(q8i.input_scale, np.float64)
     codes = np.asarray(q8i.weight_codes, np.int64)
-    paths[LOOP] = lambda: integer_predict(
-        X, lo, scale, codes, q8i.bits, q8i.bias_code, q8i.output_scale, out
-    )
+    for path in compiled.paths():
+        paths[f"{LOOP}, {path}"] = on_path(
+            path,
+            lambda: integer_predict(
+                X, lo, scale, codes, q8i.bits, q8i.bias_code, q8i.output_scale, out
+            ),
+        )
     paths["before: fp64 as numpy passes (b1336fb), 1 thread"] = lambda: numpy_row_dot(X, w, b)
     paths["before: q8i as numpy expressions (b1336fb), 1 thread"] = lambda: numpy_integer(q8i, X)
 
@@ -162,7 +173,7 @@ def main() -> None:
     print(
         f"\nq8i against the numpy expressions: "
         f"{rates['quantpipe q8i (integer-only), 1 thread'] / before:.1f}x by predict, "
-        f"{rates[LOOP] / before:.1f}x "
+        f"{rates[f'{LOOP}, {compiled.paths()[-1]}'] / before:.1f}x "
         f"into a preallocated out"
     )
     one = fp64.predict(X)
@@ -178,6 +189,21 @@ def main() -> None:
         f"integer predictions identical to the numpy expressions': "
         f"{np.array_equal(q8i.predict(X), numpy_integer(q8i, X))}"
     )
+    for path in compiled.paths():
+        with compiled.kernel_path(path):
+            same = np.array_equal(fp64.predict(X).view(np.int64), one.view(np.int64))
+            same = same and np.array_equal(q8i.predict(X), numpy_integer(q8i, X))
+        print(f"float and integer predictions by the {path} path identical: {same}")
+
+
+def on_path(path: str, f: Callable[[], object]) -> Callable[[], object]:
+    """``f`` run by the kernel path named."""
+
+    def run() -> object:
+        with compiled.kernel_path(path):
+            return f()
+
+    return run
 
 
 if __name__ == "__main__":
