@@ -51,7 +51,8 @@
  * asks the OS whether it saves the wider registers). A vector lane holds one row, never a
  * part of one row's sum: each lane's instruction is the same correctly rounded IEEE operation
  * on the same operands, in the same order, as the baseline's scalar one, so every path gives
- * every row the same bits (tests/test_numerics.py and tests/test_quantization.py run each
+ * every row the same bits (but a NaN's sign and payload, which C leaves to the compiler on
+ * any path and no prediction returns: tests/test_numerics.py and tests/test_quantization.py run each
  * path this CPU has against the baseline; the cross-cpu check runs the baseline and AVX2
  * under emulated CPUs). target("avx512f") also enables FMA, which -ffp-contract=off keeps
  * unused. Batches under VECTOR_ROWS rows stay on the baseline: a 1-row request needs no

@@ -11,7 +11,10 @@ rebuild. An installed wheel carries the C source it was built from, so there the
 passes by construction (and without the source it is skipped). The module also records the
 flags it was built with (``FLAGS``); a build without ``-ffp-contract=off`` is refused too.
 
-The functions below are the kernels' signatures; the arithmetic is documented where it is
+On x86-64 the 8-feature loops also have AVX2 and AVX-512F versions, chosen when the module
+loads by what the CPU runs (:func:`paths`); every path gives the same bits, and
+:func:`kernel_path` runs another for tests and benchmarks. The functions below are the
+kernels' signatures; the arithmetic is documented where it is
 used (:func:`quantpipe.numerics.row_dot`, :class:`quantpipe.quant.integer.IntegerLinear`,
 :func:`quantpipe.plain.plain_csv`).
 Arrays must be C-contiguous, of the dtypes named; the kernels check, and raise ValueError.

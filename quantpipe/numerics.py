@@ -67,7 +67,9 @@ def row_dot(X: np.ndarray, w: np.ndarray, out: np.ndarray, offset: float = 0.0) 
     the batch, the CPU, its SIMD width or the thread count. A row gets the same bits
     whatever batch it is in and whatever machine computes it. The loop is compiled C
     (``quantpipe/_kernels.c``, built without floating-point contraction), which runs at the
-    speed of memory and releases the GIL.
+    speed of memory and releases the GIL. For 8 features on x86-64 it also runs in AVX2 or
+    AVX-512 registers, one row a lane and each lane the same operations in the same order,
+    as the CPU allows (:func:`quantpipe.compiled.paths`): the same bits on every path.
 
     Parameters
     ----------
