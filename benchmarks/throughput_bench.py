@@ -13,12 +13,14 @@ bytes. This script measures the memory first, three ways:
 Then rows/s of: numpy's ``X @ w + b`` (BLAS gemv: fast, but its result for a row depends on
 the batch and the CPU), on one thread and on OpenBLAS's default of every core; the compiled
 loop alone (:func:`quantpipe.numerics.row_dot`: a fixed order of IEEE operations, the same
-bits whatever the batch and the machine) into an output array allocated once; every linear
-variant's ``predict`` (which allocates its output: the first writes to fresh memory fault
-its pages in) on one thread, and fp64's on every core; the integer-only model; and, side by
-side in the same run, the numpy implementations they replaced (the float path as per-level
-numpy passes, the integer path as numpy array expressions), with a check that each gives
-the same bits as its replacement. Medians of 5 runs, one process, printed as markdown.
+bits whatever the batch and the machine) into an output array allocated once, by each
+kernel path this CPU runs (:func:`quantpipe.compiled.paths`: the baseline, AVX2, AVX-512);
+every linear variant's ``predict`` (which allocates its output: the first writes to fresh
+memory fault its pages in) on one thread, and fp64's on every core; the integer-only model;
+and, side by side in the same run, the numpy implementations they replaced (the float path
+as per-level numpy passes, the integer path as numpy array expressions), with a check that
+each gives the same bits as its replacement, and that every kernel path gives the same
+bits. Medians of 5 runs, one process, printed as markdown.
 
 Run from the repository root after ``dvc repro``::
 
