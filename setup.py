@@ -9,8 +9,9 @@ floating-point contraction: GCC fuses a multiply and an add into one FMA by defa
 that have it, and clang within an expression, either of which changes a prediction's last
 bit from one machine to the next. -O3, and no -march, so that one build runs on every CPU of
 its platform: the AVX2 and AVX-512 versions of the 8-feature loops are compiled by target
-attributes in the same build and chosen when the module loads (``_kernels.c``). The module records the sha256 of the source it was built
-from and these flags (``SOURCE_SHA256``, ``FLAGS``), which :mod:`quantpipe.compiled` checks.
+attributes in the same build and chosen when the module loads (``_kernels.c``). The module
+records the sha256 of the source it was built from and these flags (``SOURCE_SHA256``,
+``FLAGS``), which :mod:`quantpipe.compiled` checks.
 """
 
 from __future__ import annotations

@@ -57,7 +57,10 @@
  * under emulated CPUs). target("avx512f") also enables FMA, which -ffp-contract=off keeps
  * unused. Batches under VECTOR_ROWS rows stay on the baseline: a 1-row request needs no
  * wide registers (on some Intel CPUs their first use slows the core for a while). */
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+/* GCC 8 (whose __builtin_cpu_supports first asked the OS, GCC bug 85100) and clang 6 or
+ * newer, not for the MSVC ABI (clang-cl links no __cpu_model): elsewhere only the baseline. */
+#if defined(__x86_64__) && !defined(_MSC_VER) &&                                            \
+    ((defined(__clang__) && __clang_major__ >= 6) || (!defined(__clang__) && __GNUC__ >= 8))
 #include <immintrin.h>
 #define HAVE_X86_PATHS 1
 #define TARGET_AVX2 __attribute__((target("avx2")))
@@ -798,7 +801,7 @@ static void integer_rows(const double *x, Py_ssize_t n, const Coding *c, double 
 #endif
     (void)path;
 #ifdef HAVE_SSE2
-    if (c->k == 8 && !s->nan && !s->overflow) { /* the rows left, in pairs */
+    if (c->k == 8 && r < n && !s->nan && !s->overflow) { /* the rows left, in pairs */
         Py_ssize_t done = integer_rows8(x + 8 * r, n - r, c, bias, output_scale, y + r, s);
         if (s->nan || s->overflow) {
             s->row += r;

@@ -87,7 +87,8 @@ def kernel_path(name: str) -> Iterator[None]:
     """Run every kernel call inside the block, in every thread, by the path named.
 
     For tests and benchmarks, which compare the paths: they give the same bits, so nothing
-    else needs one.
+    else needs one. The choice is one for the whole process, not per thread: blocks in
+    two threads at once would change each other's.
 
     Raises
     ------

@@ -173,17 +173,26 @@ def _bits(values: np.ndarray) -> list[int]:
 
 @EACH_PATH
 def test_a_long_output_streamed_past_the_cache_has_the_baseline_bits(path):
-    # from 2**18 rows the vector paths write with non-temporal stores, from an aligned row
+    # from 2**18 rows the vector paths write with non-temporal stores, from the first row
+    # aligned to the vector: at each of 8 offsets into a 64-byte aligned array, every head
+    # from 0 to 7 rows; and not at all into an output not even aligned to its doubles
     n = 2**18 + 13
     rng = np.random.default_rng(7)
     X, w = rng.normal(size=(n, 8)) * 100, rng.normal(size=8)
     X[n - 5, 3] = np.inf
-    expected, got = np.empty(n + 1), np.empty(n + 1)
+    expected = np.empty(n)
     with compiled.kernel_path("baseline"):
-        assert numerics.row_dot_checked(X, w, expected[1:], 0.5) == n - 5
-    with compiled.kernel_path(path):
-        assert numerics.row_dot_checked(X, w, got[1:], 0.5) == n - 5
-    assert _bits(got[1:]) == _bits(expected[1:])
+        assert numerics.row_dot_checked(X, w, expected, 0.5) == n - 5
+    raw = np.empty(8 * (n + 16) + 64, dtype=np.uint8)
+    aligned = raw[-raw.ctypes.data % 64 :]
+    outputs = [aligned[8 * start :][: 8 * n].view(np.float64) for start in range(8)]
+    outputs.append(aligned[1:][: 8 * n].view(np.float64))  # 1 byte off: no stream
+    assert [out.ctypes.data % 64 for out in outputs] == [0, 8, 16, 24, 32, 40, 48, 56, 1]
+    for out in outputs:
+        out[:] = np.nan
+        with compiled.kernel_path(path):
+            assert numerics.row_dot_checked(X, w, out, 0.5) == n - 5
+        assert _bits(out) == _bits(expected)
 
 
 def test_kernel_paths_are_the_sources_own_and_refused_when_unknown():
