@@ -65,6 +65,14 @@ OPENBLAS_CORES = {
     "SandyBridge": "Sandybridge",
     "Nehalem": "Nehalem",
 }
+#: The kernel path each must run (QEMU emulates no AVX-512; one without AVX2, older than
+#: 7.2, would run the baseline under Haswell and pass without checking the AVX2 path).
+KERNEL_PATHS = {
+    "Haswell": "avx2",
+    "EPYC-Rome": "avx2",
+    "SandyBridge": "baseline",
+    "Nehalem": "baseline",
+}
 
 
 def mnist_digest(images: int) -> str:
@@ -146,7 +154,11 @@ def verdict(cpu: str, process: subprocess.Popen[str], mine: dict[str, str]) -> b
         f"{name} {'identical' if theirs.get(name) == value else 'DIFFERENT'}"
         for name, value in mine.items()
     ]
-    log.info("  %-12s %s (kernel path %s)", cpu, ", ".join(parts), theirs.get(PATH_KEY))
+    path = theirs.get(PATH_KEY)
+    log.info("  %-12s %s (kernel path %s)", cpu, ", ".join(parts), path)
+    if path != KERNEL_PATHS[cpu]:
+        log.error("  %-12s FAILED: ran the %s kernel path, not %s", cpu, path, KERNEL_PATHS[cpu])
+        return False
     return all(theirs.get(name) == value for name, value in mine.items())
 
 
