@@ -20,7 +20,7 @@ caches) is the model's, and fails unless every digest is this machine's:
     python .ci/cross_cpu.py --cpus Haswell EPYC-Rome SandyBridge Nehalem  # and under QEMU
 
 OpenBLAS is told which of its kernels the emulated CPU runs (``OPENBLAS_CORETYPE``, from
-:data:`OPENBLAS_CORES`): its own choice reads more than CPUID, and under QEMU on an AMD Zen 5
+:data:`CPUS`): its own choice reads more than CPUID, and under QEMU on an AMD Zen 5
 host (2026-12-02) it took its Haswell kernel for every model here, which crashed on
 Nehalem's first AVX instruction (numpy's import-time check) and ran AVX2 that SandyBridge
 lacks. The kernels of ``quantpipe/_kernels.c`` choose their path by CPUID alone: the check
@@ -45,6 +45,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 # the check runs the stage's code: from this checkout, whatever is installed
@@ -58,20 +59,23 @@ from stages import evaluate, quantize, split, train  # noqa: E402
 
 log = logging.getLogger("cross_cpu")
 PATH_KEY = "kernel path"  # which of quantpipe.compiled.PATHS the CPU ran
-#: The QEMU CPU models this check knows, and the OpenBLAS kernel each runs.
-OPENBLAS_CORES = {
-    "Haswell": "Haswell",
-    "EPYC-Rome": "Zen",
-    "SandyBridge": "Sandybridge",
-    "Nehalem": "Nehalem",
-}
-#: The kernel path each must run (QEMU emulates no AVX-512; one without AVX2, older than
-#: 7.2, would run the baseline under Haswell and pass without checking the AVX2 path).
-KERNEL_PATHS = {
-    "Haswell": "avx2",
-    "EPYC-Rome": "avx2",
-    "SandyBridge": "baseline",
-    "Nehalem": "baseline",
+
+
+class Emulated(NamedTuple):
+    """What an emulated CPU model runs: OpenBLAS's kernel for it, and the kernel path of
+    ``quantpipe/_kernels.c`` it must choose (QEMU emulates no AVX-512; one without AVX2,
+    older than 7.2, would run the baseline under Haswell and pass without checking AVX2)."""
+
+    openblas_core: str
+    kernel_path: str
+
+
+#: The QEMU CPU models this check knows.
+CPUS = {
+    "Haswell": Emulated("Haswell", "avx2"),
+    "EPYC-Rome": Emulated("Zen", "avx2"),
+    "SandyBridge": Emulated("Sandybridge", "baseline"),
+    "Nehalem": Emulated("Nehalem", "baseline"),
 }
 
 
@@ -126,7 +130,7 @@ def emulate(cpu: str, images: int) -> subprocess.Popen[str]:
     env = dict(
         os.environ,
         PYTHONPATH=os.pathsep.join([*site.getsitepackages(), str(ROOT)]),
-        OPENBLAS_CORETYPE=OPENBLAS_CORES[cpu],
+        OPENBLAS_CORETYPE=CPUS[cpu].openblas_core,
     )
     command = [qemu, "-cpu", cpu, os.path.realpath(sys.executable), __file__]
     return subprocess.Popen(
@@ -156,8 +160,10 @@ def verdict(cpu: str, process: subprocess.Popen[str], mine: dict[str, str]) -> b
     ]
     path = theirs.get(PATH_KEY)
     log.info("  %-12s %s (kernel path %s)", cpu, ", ".join(parts), path)
-    if path != KERNEL_PATHS[cpu]:
-        log.error("  %-12s FAILED: ran the %s kernel path, not %s", cpu, path, KERNEL_PATHS[cpu])
+    if path != CPUS[cpu].kernel_path:
+        log.error(
+            "  %-12s FAILED: ran the %s kernel path, not %s", cpu, path, CPUS[cpu].kernel_path
+        )
         return False
     return all(theirs.get(name) == value for name, value in mine.items())
 
@@ -169,9 +175,9 @@ def main() -> int:
         "--cpus",
         nargs="*",
         default=[],
-        choices=sorted(OPENBLAS_CORES),
+        choices=sorted(CPUS),
         metavar="CPU",
-        help=f"QEMU CPU models to compare with: {', '.join(OPENBLAS_CORES)}",
+        help=f"QEMU CPU models to compare with: {', '.join(CPUS)}",
     )
     args = p.parse_args()
     if args.images < 1:
