@@ -14,9 +14,11 @@ Then rows/s of: numpy's ``X @ w + b`` (BLAS gemv: fast, but its result for a row
 the batch and the CPU), on one thread and on OpenBLAS's default of every core; the compiled
 loop alone (:func:`quantpipe.numerics.row_dot`: a fixed order of IEEE operations, the same
 bits whatever the batch and the machine) into an output array allocated once, by each
-kernel path this CPU runs (:func:`quantpipe.compiled.paths`: the baseline, AVX2, AVX-512);
-every linear variant's ``predict`` (which allocates its output: the first writes to fresh
-memory fault its pages in) on one thread, and fp64's on every core; the integer-only model;
+kernel path this CPU runs (:func:`quantpipe.compiled.paths`: the baseline, AVX2, AVX-512,
+whose outputs of 2**18 rows or more go by the AVX2 loop); every linear variant's ``predict``
+on one thread, once allocating its output (the first writes to fresh memory fault its pages
+in) and once into the same ``out`` each call, and fp64's on every core; the integer-only
+model, both ways;
 and, side by side in the same run, the numpy implementations they replaced (the float path
 as per-level numpy passes, the integer path as numpy array expressions), with a check that
 each gives the same bits as its replacement, and that every kernel path gives the same
@@ -45,6 +47,7 @@ from quantpipe.quant.integer import IntegerLinear
 from quantpipe.registry import ModelRegistry
 
 LOOP = "quantpipe q8i's loop into a preallocated out, 1 thread"
+REUSED = "predict(X, out=out)"
 
 BYTES_PER_ROW = 8 * 8 + 8
 LINEAR_VARIANTS = ("fp64", "q8", "q16", "float32", "float16", "bfloat16")
@@ -119,6 +122,7 @@ def main() -> None:
     print(
         f"{n:,} rows x 8 float64 ({X.nbytes / 1e9:.2f} GB), {cores} cores; kernel paths "
         f"{', '.join(compiled.paths())}, predict by {compiled.paths()[-1]}"
+        + (" (the float loop by avx2 from 2**18 rows)" if compiled.paths()[-1] == "avx512" else "")
     )
     print(
         f"memory: read {read_bw / 1e9:.1f} GB/s, copy {copy_bw / 1e9:.1f} GB/s (read + write); "
@@ -146,8 +150,16 @@ def main() -> None:
     for name in LINEAR_VARIANTS:
         model = registry.get(name)
         paths[f"quantpipe {name}, 1 thread"] = lambda model=model: model.predict(X)
+    for name in LINEAR_VARIANTS:
+        model = registry.get(name)
+        paths[f"quantpipe {name}, 1 thread, {REUSED}"] = lambda model=model: model.predict(
+            X, out=out
+        )
     paths[f"quantpipe fp64, {cores} threads"] = lambda: fp64.predict(X, threads=cores)
     paths["quantpipe q8i (integer-only), 1 thread"] = lambda: q8i_model.predict(X)
+    paths[f"quantpipe q8i (integer-only), 1 thread, {REUSED}"] = lambda: q8i_model.predict(
+        X, out=out
+    )
     # the same compiled loop without predict's new output array (its pages, faulted in anew
     # on every call, are the difference between the two rows)
     lo, scale = np.asarray(q8i.input_lo, np.float64), np.asarray(q8i.input_scale, np.float64)

@@ -61,17 +61,25 @@ class LinearModel:
     param_bytes: int
     bits: int
 
-    def predict(self, X: np.ndarray, threads: int = 1) -> np.ndarray:
+    def predict(self, X: np.ndarray, threads: int = 1, out: np.ndarray | None = None) -> np.ndarray:
         """Predictions for ``X`` of shape (n_samples, n_features); returns shape (n_samples,).
 
         ``threads`` > 1 splits a large batch over threads; the result is the same bits.
+        ``out``, an array of shape (n_samples,), float64, receives the predictions and is
+        returned (:func:`quantpipe.numerics.output_array`); after an error its contents are
+        unspecified.
 
         Raises
         ------
         PredictionError
             Naming the first row (0-based) whose prediction overflows (is not finite).
+        ValueError
+            If ``out`` is not a writable C-contiguous float64 array of that shape, or
+            overlaps ``X``.
         """
-        predictions, bad = predict_checked(X, self.weights, self.intercept, threads=threads)
+        predictions, bad = predict_checked(
+            X, self.weights, self.intercept, threads=threads, out=out
+        )
         if bad >= 0:
             raise PredictionError(bad, float(predictions[bad]))
         return predictions
@@ -91,17 +99,21 @@ class IntegerModel:
     param_bytes: int
     bits: int
 
-    def predict(self, X: np.ndarray, threads: int = 1) -> np.ndarray:
+    def predict(self, X: np.ndarray, threads: int = 1, out: np.ndarray | None = None) -> np.ndarray:
         """Predictions for ``X`` of shape (n_samples, n_features); returns shape (n_samples,).
 
-        Integer arithmetic runs on one thread (``threads`` is accepted for a common API).
+        Integer arithmetic runs on one thread (``threads`` is accepted for a common API);
+        ``out`` as :meth:`LinearModel.predict`'s.
 
         Raises
         ------
         PredictionError
             If a prediction is not finite (:func:`finite_predictions`).
+        ValueError
+            If an input is NaN, or ``out`` is not a writable C-contiguous float64 array of
+            shape (n_samples,) apart from ``X``.
         """
-        return finite_predictions(self.model.predict(X))
+        return finite_predictions(self.model.predict(X, out=out))
 
     def saturated_rows(self, X: np.ndarray) -> int:
         """Rows with a feature outside the calibrated input range (clipped to it)."""

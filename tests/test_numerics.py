@@ -387,6 +387,42 @@ def test_threaded_prediction_names_the_first_overflow_across_chunks(monkeypatch)
     assert q.predict_checked(X[:400], np.full(8, 4.0), 0.0, threads=3)[1] == -1
 
 
+def test_a_prediction_is_written_into_the_out_given_with_the_same_bits(monkeypatch):
+    import quantpipe.quant.linear as q
+
+    rng = np.random.default_rng(5)
+    X, w = rng.normal(size=(1000, 8)), rng.normal(size=8)
+    expected = q.predict(X, w, 0.25)
+    out = np.full(1000, np.nan)
+    assert q.predict(X, w, 0.25, out=out) is out
+    assert _bits(out) == _bits(expected)
+    monkeypatch.setattr(q, "PARALLEL_CHUNK_ROWS", 100)  # the threads write their slices of it
+    out[:] = np.nan
+    assert q.predict(X, w, 0.25, threads=3, out=out) is out
+    assert _bits(out) == _bits(expected)
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ([0.0] * 4, r"^out must be a float64 array of shape \(4,\), got list$"),
+        (np.empty(4, np.float32), r"^out must be a float64 array of shape \(4,\), got float32 of"),
+        (np.empty(5), r"^out must be a float64 array of shape \(4,\), got float64 of shape \(5,"),
+        (np.empty(8)[::2], r"^out must be C-contiguous and writable$"),
+        (np.frombuffer(bytes(32)), r"^out must be C-contiguous and writable$"),
+        ("X", r"^out must not overlap X$"),
+    ],
+)
+def test_an_out_that_cannot_take_the_predictions_is_refused(out, message):
+    X = np.ones((4, 8))
+    out = X.reshape(-1)[4:8] if isinstance(out, str) else out  # contiguous, inside X
+    with pytest.raises(ValueError, match=message):
+        numerics.output_array(out, X)
+    assert numerics.output_array(None, X).shape == (4,)
+    good = np.empty(4)
+    assert numerics.output_array(good, X) is good
+
+
 def test_row_dot_of_a_column_major_input_is_copied_a_block_at_a_time(monkeypatch):
     monkeypatch.setattr(numerics, "COPY_ROWS", 7)
     rng = np.random.default_rng(3)

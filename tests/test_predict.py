@@ -69,6 +69,28 @@ def test_registry_orders_fp64_then_widths_then_integer_then_casts(tmp_path):
     ]  # fmt: skip
 
 
+def test_every_model_predicts_into_the_out_given(tmp_path):
+    from quantpipe.errors import PredictionError
+    from quantpipe.modelfile import integer_model_arrays, save_model
+    from quantpipe.quant.integer import quantize_integer
+    from tests.models import COEF, INTERCEPT
+
+    directory = write_models(tmp_path / "models")
+    model = quantize_integer(COEF, INTERCEPT, rows(200), bits=8)
+    save_model(
+        directory / "quantized" / "q8i.npz", integer_model_arrays(model, "q8i", FEATURE_NAMES, {})
+    )
+    registry = ModelRegistry.from_directory(directory)
+    X, out = rows(50), np.empty(50)
+    for name in ("fp64", "q8", "q16", "q8i"):
+        out[:] = np.nan
+        assert registry.get(name).predict(X, out=out) is out
+        assert_array_equal(out, registry.get(name).predict(X))
+    X[7, [0, 3]] = 1.7e308  # 0.44 and 0.78 of it add past the largest double: refused as ever
+    with pytest.raises(PredictionError, match=r"^row 7: the prediction is inf, not a finite"):
+        registry.get("fp64").predict(X, out=out)
+
+
 def test_registry_of_an_empty_directory(tmp_path):
     with pytest.raises(ModelFileError, match=r"no model files \(fp64.npz, quantized/\*.npz\)"):
         ModelRegistry.from_directory(tmp_path)

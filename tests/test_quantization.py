@@ -454,6 +454,16 @@ def _integer_model(k: int, bits: int = 8, seed: int = 0) -> IntegerLinear:
     )
 
 
+def test_integer_predictions_are_written_into_the_out_given():
+    model = _integer_model(8)
+    X = np.random.default_rng(3).normal(size=(100, 8))
+    out = np.full(100, np.nan)
+    assert model.predict(X, out=out) is out
+    assert_array_equal(out, _reference_integer(model, X)[0])
+    with pytest.raises(ValueError, match=r"^out must be a float64 array of shape \(100,\), got"):
+        model.predict(X, out=np.empty(99))
+
+
 def _reference_integer(model: IntegerLinear, X: np.ndarray) -> tuple[np.ndarray, ...]:
     """The documented arithmetic in numpy (the implementation before the compiled one)."""
     levels = 2**model.bits - 1

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from quantpipe import compiled, exact
+from quantpipe import compiled, exact, numerics
 from quantpipe.quant.codes import as_finite_vector
 from quantpipe.quant.rounding import quantize_data_aware
 
@@ -66,7 +66,8 @@ class IntegerLinear:
         Raises
         ------
         ValueError
-            If an input is NaN, or the shapes disagree.
+            If an input is NaN, the shapes disagree, or ``out`` is not a writable
+            C-contiguous float64 array of shape (n_samples,) apart from ``X``.
         SetupError
             If the compiled loop is not built from its source (:func:`quantpipe.compiled.kernels`).
         """
@@ -76,7 +77,7 @@ class IntegerLinear:
         compiled.input_codes(X, lo, scale, weights, self.bits, codes, saturated)
         return codes, saturated
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
+    def predict(self, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Predictions ``output_scale * (xq @ weight_codes + bias_code)``.
 
         One compiled pass (``quantpipe/_kernels.c``): each row's codes, their integer
@@ -86,10 +87,13 @@ class IntegerLinear:
         Parameters
         ----------
         X : ndarray of shape (n_samples, n_features)
+        out : ndarray of shape (n_samples,), float64, optional
+            Where to write the predictions (:func:`quantpipe.numerics.output_array`).
 
         Returns
         -------
         ndarray of shape (n_samples,), float64
+            ``out`` if given.
 
         Raises
         ------
@@ -97,12 +101,13 @@ class IntegerLinear:
             If an accumulator leaves the int32 range (it cannot, given the bound checked at
             construction; this guards the arithmetic).
         ValueError
-            If an input is NaN, or the shapes disagree.
+            If an input is NaN, the shapes disagree, or ``out`` is not a writable
+            C-contiguous float64 array of shape (n_samples,) apart from ``X``.
         SetupError
             If the compiled loop is not built from its source (:func:`quantpipe.compiled.kernels`).
         """
         X, lo, scale, weights = self._arrays(X)
-        out = np.empty(X.shape[0])
+        out = numerics.output_array(out, X)
         compiled.integer_predict(
             X, lo, scale, weights, self.bits, self.bias_code, self.output_scale, out
         )

@@ -191,7 +191,12 @@ PARALLEL_CHUNK_ROWS = 1 << 18
 
 
 def predict(
-    X: np.ndarray, weights: np.ndarray, intercept: float, *, threads: int = 1
+    X: np.ndarray,
+    weights: np.ndarray,
+    intercept: float,
+    *,
+    threads: int = 1,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Predictions of a linear model, the same bits for a row whatever its batch or machine.
 
@@ -211,16 +216,30 @@ def predict(
     threads : int, default=1
         Threads for batches larger than :data:`PARALLEL_CHUNK_ROWS` (the compiled loop
         releases the GIL).
+    out : ndarray of shape (n_samples,), float64, optional
+        Where to write the predictions (:func:`quantpipe.numerics.output_array`).
 
     Returns
     -------
     ndarray of shape (n_samples,), float64
+        ``out`` if given.
+
+    Raises
+    ------
+    ValueError
+        If ``out`` is not a writable C-contiguous float64 array of shape (n_samples,), or
+        overlaps ``X``.
     """
-    return predict_checked(X, weights, intercept, threads=threads)[0]
+    return predict_checked(X, weights, intercept, threads=threads, out=out)[0]
 
 
 def predict_checked(
-    X: np.ndarray, weights: np.ndarray, intercept: float, *, threads: int = 1
+    X: np.ndarray,
+    weights: np.ndarray,
+    intercept: float,
+    *,
+    threads: int = 1,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int]:
     """:func:`predict`, and the first row whose prediction is not finite (-1 if none).
 
@@ -232,7 +251,7 @@ def predict_checked(
     X = np.asarray(X, dtype=np.float64)
     w = np.asarray(weights, dtype=np.float64)
     n = X.shape[0]
-    out = np.empty(n)
+    out = numerics.output_array(out, X)
     if threads <= 1 or n <= PARALLEL_CHUNK_ROWS:  # one call, no slices: 1 µs of a 1-row request
         return out, numerics.row_dot_checked(X, w, out, float(intercept))
 
