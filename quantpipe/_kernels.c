@@ -76,8 +76,8 @@ static int path_supported(int path) {
     if (path == PATH_AVX2) {
         return __builtin_cpu_supports("avx2");
     }
-    if (path == PATH_AVX512) {
-        return __builtin_cpu_supports("avx512f");
+    if (path == PATH_AVX512) { /* whose long float outputs go by the AVX2 loop */
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2");
     }
 #endif
     return path == PATH_BASELINE;
@@ -334,8 +334,9 @@ TARGET_AVX512 static double dot_rows8_avx512(const double *X, Py_ssize_t n, cons
  * be streamed past the cache (STREAM_ROWS) goes by the AVX2 loop, which was the faster of the
  * two out of the cache on the Zen 5 EPYCs measured (medians of 15 alternating calls, 10 M
  * rows into a preallocated out: 501 against 461 M rows/s on one, 476 against 436 on
- * another), while AVX-512 was the faster on rows in the cache (200,000 rows, called again
- * and again: 957 against 798, and 729 against 707). The bits are the same. */
+ * another). On rows in the cache (200,000, called again and again) AVX-512 was the faster on
+ * the first (957 against 798) and within the noise on the other (729 against 707, then 787
+ * against 822), so it keeps them. The bits are the same. */
 static double dot_rows8_by(int path, const double *X, Py_ssize_t n, const double *w,
                            double offset, double *out) {
 #ifdef HAVE_X86_PATHS

@@ -73,9 +73,11 @@ class LinearModel:
         ------
         PredictionError
             Naming the first row (0-based) whose prediction overflows (is not finite).
+        TypeError
+            If ``out`` is not a float64 numpy array.
         ValueError
-            If ``out`` is not a writable C-contiguous float64 array of that shape, or
-            overlaps ``X``.
+            If ``out`` is not a writable C-contiguous array of that shape, or overlaps
+            ``X``.
         """
         predictions, bad = predict_checked(
             X, self.weights, self.intercept, threads=threads, out=out
@@ -109,9 +111,11 @@ class IntegerModel:
         ------
         PredictionError
             If a prediction is not finite (:func:`finite_predictions`).
+        TypeError
+            If ``out`` is not a float64 numpy array.
         ValueError
-            If an input is NaN, or ``out`` is not a writable C-contiguous float64 array of
-            shape (n_samples,) apart from ``X``.
+            If an input is NaN, or ``out`` is not a writable C-contiguous array of shape
+            (n_samples,) apart from ``X``.
         """
         return finite_predictions(self.model.predict(X, out=out))
 

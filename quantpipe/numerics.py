@@ -98,7 +98,7 @@ def row_dot(X: np.ndarray, w: np.ndarray, out: np.ndarray, offset: float = 0.0) 
     return out
 
 
-def output_array(out: np.ndarray | None, X: np.ndarray) -> np.ndarray:
+def output_array(out: np.ndarray | None, X: np.ndarray, given: object = None) -> np.ndarray:
     """The array a prediction for ``X`` is written into: ``out``, checked, or a new one.
 
     Parameters
@@ -108,8 +108,12 @@ def output_array(out: np.ndarray | None, X: np.ndarray) -> np.ndarray:
         output's pages are faulted in and zeroed by the operating system on their first
         write, a reused one's are not (10 M rows' 80 MB: 7.0 against 3.5 ms to fill, about
         a seventh of a one-thread prediction; docs/performance.md, the ninth run). It
-        must not overlap ``X``.
+        must not overlap ``X``'s memory, judged by its bounds (``np.may_share_memory``,
+        which refuses some interleaved views that share no element).
     X : ndarray of shape (n_samples, n_features)
+    given : object, optional
+        The caller's input, if ``X`` is a converted copy of it: ``out`` must not overlap
+        that either, so that every model refuses the same ``out``.
 
     Returns
     -------
@@ -118,21 +122,26 @@ def output_array(out: np.ndarray | None, X: np.ndarray) -> np.ndarray:
 
     Raises
     ------
+    TypeError
+        If ``out`` is not a numpy array of float64 (as numpy's ``out=`` refuses another
+        type or a cast).
     ValueError
-        If ``out`` is not such an array, or overlaps ``X``.
+        If its shape is not (n_samples,), it is not C-contiguous and writable, or it
+        overlaps ``X``.
     """
     n = X.shape[0]
     if out is None:
         return np.empty(n)
-    if not isinstance(out, np.ndarray):
-        raise ValueError(f"out must be a float64 array of shape ({n},), got {type(out).__name__}")
-    if out.dtype != np.float64 or out.shape != (n,):
-        raise ValueError(
-            f"out must be a float64 array of shape ({n},), got {out.dtype} of shape {out.shape}"
-        )
+    if not isinstance(out, np.ndarray) or out.dtype != np.float64:
+        got = f"{out.dtype} array" if isinstance(out, np.ndarray) else type(out).__name__
+        raise TypeError(f"out must be a float64 numpy array, got {got}")
+    if out.shape != (n,):
+        raise ValueError(f"out must have shape ({n},), one value a row of X, got {out.shape}")
     if not (out.flags.c_contiguous and out.flags.writeable):
         raise ValueError("out must be C-contiguous and writable")
-    if np.may_share_memory(out, X):
+    if np.may_share_memory(out, X) or (
+        isinstance(given, np.ndarray) and np.may_share_memory(out, given)
+    ):
         raise ValueError("out must not overlap X")
     return out
 

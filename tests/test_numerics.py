@@ -9,7 +9,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from numpy.testing import assert_allclose, assert_array_equal
@@ -152,6 +152,8 @@ special = st.sampled_from([0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, -2.2e-308
     offset=st.one_of(st.just(0.0), finite),
     start=st.integers(0, 3),
 )
+@example(X=np.ones((0, 8)), w=np.ones(8), offset=0.5, start=1)  # and below the vector paths
+@example(X=np.full((31, 8), 1.5), w=np.arange(8.0), offset=0.5, start=1)
 def test_every_kernel_path_gives_the_baseline_bits(path, X, w, offset, start):
     # signed zeros, overflow to infinity, subnormals and NaNs included; the output starts at
     # an offset into its array (the vector paths' stores are unaligned). From 32 rows, where
@@ -403,24 +405,40 @@ def test_a_prediction_is_written_into_the_out_given_with_the_same_bits(monkeypat
 
 
 @pytest.mark.parametrize(
-    ("out", "message"),
+    ("out", "error", "message"),
     [
-        ([0.0] * 4, r"^out must be a float64 array of shape \(4,\), got list$"),
-        (np.empty(4, np.float32), r"^out must be a float64 array of shape \(4,\), got float32 of"),
-        (np.empty(5), r"^out must be a float64 array of shape \(4,\), got float64 of shape \(5,"),
-        (np.empty(8)[::2], r"^out must be C-contiguous and writable$"),
-        (np.frombuffer(bytes(32)), r"^out must be C-contiguous and writable$"),
-        ("X", r"^out must not overlap X$"),
+        ([0.0] * 4, TypeError, r"^out must be a float64 numpy array, got list$"),
+        (np.empty(4, np.float32), TypeError, r"^out must be a float64 numpy array, got float32 "),
+        (
+            np.empty(5),
+            ValueError,
+            r"^out must have shape \(4,\), one value a row of X, got \(5,\)$",
+        ),
+        (np.empty(8)[::2], ValueError, r"^out must be C-contiguous and writable$"),
+        (np.frombuffer(bytes(32)), ValueError, r"^out must be C-contiguous and writable$"),
+        ("X", ValueError, r"^out must not overlap X$"),
     ],
 )
-def test_an_out_that_cannot_take_the_predictions_is_refused(out, message):
+def test_an_out_that_cannot_take_the_predictions_is_refused(out, error, message):
     X = np.ones((4, 8))
     out = X.reshape(-1)[4:8] if isinstance(out, str) else out  # contiguous, inside X
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(error, match=message):
         numerics.output_array(out, X)
     assert numerics.output_array(None, X).shape == (4,)
     good = np.empty(4)
     assert numerics.output_array(good, X) is good
+
+
+def test_an_out_inside_the_callers_input_is_refused_even_where_it_is_converted():
+    import quantpipe.quant.linear as q
+
+    F = np.asfortranarray(np.ones((40, 8)))  # its column 0 is contiguous: a valid out but for X
+    with pytest.raises(ValueError, match=r"^out must not overlap X$"):
+        q.predict(F, np.ones(8), 0.0, out=F[:, 0])
+    F32 = np.ones((4, 8), np.float32)  # converted to float64 whole: out inside the original
+    inside = F32.view(np.float64).reshape(-1)[:4]
+    with pytest.raises(ValueError, match=r"^out must not overlap X$"):
+        q.predict(F32, np.ones(8), 0.0, out=inside)
 
 
 def test_row_dot_of_a_column_major_input_is_copied_a_block_at_a_time(monkeypatch):

@@ -460,8 +460,11 @@ def test_integer_predictions_are_written_into_the_out_given():
     out = np.full(100, np.nan)
     assert model.predict(X, out=out) is out
     assert_array_equal(out, _reference_integer(model, X)[0])
-    with pytest.raises(ValueError, match=r"^out must be a float64 array of shape \(100,\), got"):
+    with pytest.raises(ValueError, match=r"^out must have shape \(100,\), one value a row of X"):
         model.predict(X, out=np.empty(99))
+    F = np.asfortranarray(X)  # copied for the loop, but out is refused inside it all the same
+    with pytest.raises(ValueError, match=r"^out must not overlap X$"):
+        model.predict(F, out=F[:, 0])
 
 
 def _reference_integer(model: IntegerLinear, X: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -66,8 +66,7 @@ class IntegerLinear:
         Raises
         ------
         ValueError
-            If an input is NaN, the shapes disagree, or ``out`` is not a writable
-            C-contiguous float64 array of shape (n_samples,) apart from ``X``.
+            If an input is NaN, or the shapes disagree.
         SetupError
             If the compiled loop is not built from its source (:func:`quantpipe.compiled.kernels`).
         """
@@ -100,14 +99,17 @@ class IntegerLinear:
         OverflowError
             If an accumulator leaves the int32 range (it cannot, given the bound checked at
             construction; this guards the arithmetic).
+        TypeError
+            If ``out`` is not a float64 numpy array.
         ValueError
             If an input is NaN, the shapes disagree, or ``out`` is not a writable
-            C-contiguous float64 array of shape (n_samples,) apart from ``X``.
+            C-contiguous array of shape (n_samples,) apart from ``X``.
         SetupError
             If the compiled loop is not built from its source (:func:`quantpipe.compiled.kernels`).
         """
+        given = X
         X, lo, scale, weights = self._arrays(X)
-        out = numerics.output_array(out, X)
+        out = numerics.output_array(out, X, given)
         compiled.integer_predict(
             X, lo, scale, weights, self.bits, self.bias_code, self.output_scale, out
         )

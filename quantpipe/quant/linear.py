@@ -226,9 +226,11 @@ def predict(
 
     Raises
     ------
+    TypeError
+        If ``out`` is not a float64 numpy array.
     ValueError
-        If ``out`` is not a writable C-contiguous float64 array of shape (n_samples,), or
-        overlaps ``X``.
+        If ``out`` is not a writable C-contiguous array of shape (n_samples,), or overlaps
+        ``X``.
     """
     return predict_checked(X, weights, intercept, threads=threads, out=out)[0]
 
@@ -248,10 +250,10 @@ def predict_checked(
     predictions : ndarray of shape (n_samples,), float64
     first_nonfinite : int
     """
-    X = np.asarray(X, dtype=np.float64)
+    given, X = X, np.asarray(X, dtype=np.float64)
     w = np.asarray(weights, dtype=np.float64)
     n = X.shape[0]
-    out = numerics.output_array(out, X)
+    out = numerics.output_array(out, X, given)
     if threads <= 1 or n <= PARALLEL_CHUNK_ROWS:  # one call, no slices: 1 µs of a 1-row request
         return out, numerics.row_dot_checked(X, w, out, float(intercept))
 
