@@ -62,6 +62,35 @@ def test_every_relative_link_in_the_documents_resolves():
     assert not broken
 
 
+def _github_anchors(text: str) -> set[str]:
+    """The anchors GitHub gives a document's headings: lower case, punctuation dropped,
+    spaces as hyphens, a repeated heading numbered ``-1``, ``-2``, ..."""
+    anchors: set[str] = set()
+    for heading in re.findall(r"^#{1,6} +(.+?) *$", text, re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        anchor, n = slug, 0
+        while anchor in anchors:
+            n += 1
+            anchor = f"{slug}-{n}"
+        anchors.add(anchor)
+    return anchors
+
+
+def test_every_link_to_a_heading_names_one():
+    documents = [REPO_ROOT / "README.md", REPO_ROOT / "CONTRIBUTING.md"]
+    documents += sorted((REPO_ROOT / "docs").glob("*.md"))
+    broken = []
+    for doc in documents:
+        text = doc.read_text(encoding="utf-8")
+        for target, anchor in re.findall(r"\]\(([^)#\s]*)#([^)\s]+)\)", text):
+            if "://" in target or not (target == "" or target.endswith(".md")):
+                continue
+            linked = text if target == "" else (doc.parent / target).read_text(encoding="utf-8")
+            if anchor not in _github_anchors(linked):
+                broken.append(f"{doc.relative_to(REPO_ROOT)}: {target}#{anchor}")
+    assert not broken
+
+
 def _table_rows(text: str) -> list[list[str]]:
     rows = [line.strip("|").split(" | ") for line in text.splitlines() if line.startswith("| `")]
     return [[cell.strip() for cell in row] for row in rows]
