@@ -9,6 +9,9 @@ import yaml
 from tests.conftest import REPO_ROOT
 
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+#: Every markdown document a reader opens: the README, the contributors' guide, docs/.
+DOCUMENTS = [REPO_ROOT / "README.md", REPO_ROOT / "CONTRIBUTING.md"]
+DOCUMENTS += sorted((REPO_ROOT / "docs").glob("*.md"))
 
 
 def _block(text: str, start: str, end: str) -> str:
@@ -52,10 +55,8 @@ def test_readme_is_a_landing_page_of_at_most_10_kb():
 
 
 def test_every_relative_link_in_the_documents_resolves():
-    documents = [REPO_ROOT / "README.md", REPO_ROOT / "CONTRIBUTING.md"]
-    documents += sorted((REPO_ROOT / "docs").glob("*.md"))
     broken = []
-    for doc in documents:
+    for doc in DOCUMENTS:
         for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text(encoding="utf-8")):
             if "://" not in target and not (doc.parent / target).exists():
                 broken.append(f"{doc.relative_to(REPO_ROOT)}: {target}")
@@ -77,10 +78,8 @@ def _github_anchors(text: str) -> set[str]:
 
 
 def test_every_link_to_a_heading_names_one():
-    documents = [REPO_ROOT / "README.md", REPO_ROOT / "CONTRIBUTING.md"]
-    documents += sorted((REPO_ROOT / "docs").glob("*.md"))
     broken = []
-    for doc in documents:
+    for doc in DOCUMENTS:
         text = doc.read_text(encoding="utf-8")
         for target, anchor in re.findall(r"\]\(([^)#\s]*)#([^)\s]+)\)", text):
             if "://" in target or not (target == "" or target.endswith(".md")):
